@@ -1,0 +1,33 @@
+/**
+ * The shape every `xsplice` sub-command has, so that `main.ts` can parse
+ * options, print results and map errors to exit codes in one place (SPEC §10).
+ */
+import type { ParseArgsConfig } from "node:util";
+
+/** What a command returns: a JSON document for `--json`, and the text a person reads. */
+export interface CommandResult {
+  json: unknown;
+  text: string;
+}
+
+/** Parsed command line handed to a command. */
+export interface CommandInput {
+  positionals: string[];
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  json: boolean;
+}
+
+/** One sub-command of the CLI. */
+export interface Command {
+  name: string;
+  /** One-line usage, e.g. `inspect FILE`. */
+  usage: string;
+  summary: string;
+  /** Options besides the global `--json` and `--help`. */
+  options: NonNullable<ParseArgsConfig["options"]>;
+  /** Fixed number of positionals, or [min, max]. */
+  positionals: [number, number];
+  /** What the error line calls this operation, given the positionals (e.g. `apply fix-1 in 4242`). */
+  describe(positionals: string[]): string;
+  run(input: CommandInput): Promise<CommandResult>;
+}

@@ -1,0 +1,4 @@
+/** The table of `xsplice` sub-commands, in the order `--help` lists them (SPEC §10). */
+import type { Command } from "./command.ts";
+
+export const commands: Command[] = [];

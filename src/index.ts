@@ -1,0 +1,2 @@
+/** Library entry of xsplice: re-exports only. */
+export * from "./errors.ts";
