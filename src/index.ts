@@ -1,2 +1,3 @@
 /** Library entry of xsplice: re-exports only. */
+export * from "./elf/index.ts";
 export * from "./errors.ts";

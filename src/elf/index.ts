@@ -1,0 +1,11 @@
+/** The ELF toolkit: constants, a zero-copy bounds-checked ELF64 reader, and a relocatable-object writer. */
+export * from "./defs.ts";
+export * from "./file.ts";
+export * from "./header.ts";
+export * from "./indices.ts";
+export * from "./note.ts";
+export * from "./relocation.ts";
+export * from "./section.ts";
+export * from "./segment.ts";
+export * from "./string-table.ts";
+export * from "./symbol.ts";
