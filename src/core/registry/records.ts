@@ -1,0 +1,121 @@
+/**
+ * What the registry kept inside a target process records (SPEC §8): every
+ * payload's name, state, rc, build-ids, regions, exports, patched functions with
+ * their undo buffers, the LIST version stamp, and the journal of an operation in
+ * flight. Plain JSON-able data: addresses and bytes are hex strings, so any
+ * later xsplice run — another version, another shell — can read it back.
+ */
+
+/** A payload's state (SPEC §5). */
+export type State = "CHECKED" | "APPLIED";
+
+/** A memory region xsplice mapped in the target for a payload. */
+export interface RegionRecord {
+  /** "rx" (code and stubs), "rw" (writable data), "r" (read-only data and GOT). */
+  kind: "rx" | "rw" | "r";
+  /** Start address, hex. */
+  addr: string;
+  /** Length in bytes (page multiple). */
+  size: number;
+}
+
+/** One patched (or to-be-patched) function of a payload. */
+export interface FuncRecord {
+  /** Symbol name of the old function, or "" for an address-only entry. */
+  name: string;
+  /** Run-time address of the old function (bias applied), hex. */
+  oldAddr: string;
+  oldSize: number;
+  /** Run-time address of the replacement, hex; "0x0" for a NOP entry. */
+  newAddr: string;
+  newSize: number;
+  /** Where the patch bytes go: oldAddr, or past an `endbr64`, hex. */
+  patchAddr: string;
+  /** The bytes APPLY writes at patchAddr, hex. */
+  patch: string;
+  /** The bytes APPLY overwrote (the undo buffer), hex; "" while not applied. */
+  undo: string;
+}
+
+/** One payload known to the registry. */
+export interface PayloadRecord {
+  name: string;
+  state: State;
+  /** 0, or a negative errno from the last action (SPEC §5). */
+  rc: number;
+  format: "xsplice" | "livepatch";
+  /** The payload's own build-id, hex. */
+  buildId: string;
+  /** `.xsplice.target` build-id, hex. */
+  target: string;
+  /** `.xsplice.depends` build-id, hex. */
+  depends: string;
+  /** The target object this payload patches. */
+  object: { path: string; buildId: string; bias: string };
+  regions: RegionRecord[];
+  /** Global symbols the payload defines, for later payloads to link against: name → address hex. */
+  exports: Record<string, string>;
+  funcs: FuncRecord[];
+  /** Hook addresses, hex (SPEC §7). */
+  hooks: {
+    load: string[];
+    unload: string[];
+    preapply?: string;
+    postapply?: string;
+    prerevert?: string;
+    postrevert?: string;
+    apply?: string;
+    revert?: string;
+  };
+  metadata: Record<string, string>;
+  /** SPEC §5: a reverted payload with its own writable data cannot be applied again. */
+  hasOwnWritableData: boolean;
+  /** True once the payload has been reverted (with hasOwnWritableData, blocks re-APPLY). */
+  reverted: boolean;
+  /** Order of the last APPLY among payloads of the same object; 0 when not applied. */
+  appliedSeq: number;
+  /** Address of the `struct xsplice_payload` hooks receive, hex, or "" when there are no hooks. */
+  payloadStruct: string;
+}
+
+/** One code write of an operation in flight: enough to redo or undo it. */
+export interface JournalWrite {
+  addr: string;
+  /** Bytes before the operation, hex. */
+  before: string;
+  /** Bytes after the operation, hex. */
+  after: string;
+}
+
+/**
+ * The intent of an operation, recorded before any code is written (SPEC §8).
+ * A later run that finds it rolls the writes back to `before` (or forward to
+ * `after`) so every payload ends wholly applied or wholly not.
+ */
+export interface Journal {
+  cmd: "APPLY" | "REVERT" | "REPLACE";
+  /** The payload the action was asked for. */
+  name: string;
+  /** pid of the xsplice run that wrote it, for messages. */
+  by: number;
+  writes: JournalWrite[];
+  /** The registry payload list as it will be when the operation completes. */
+  outcome: PayloadRecord[];
+}
+
+/** The whole registry. */
+export interface RegistryState {
+  /** The LIST version stamp (SPEC §5): bumped on every add, remove or state change. */
+  version: number;
+  /** Payloads in upload order. */
+  payloads: PayloadRecord[];
+  /** Next appliedSeq to hand out. */
+  nextSeq: number;
+  /** An operation in flight, if a run was stopped before finishing it. */
+  journal?: Journal;
+}
+
+/** A registry with nothing in it. */
+export function emptyRegistry(): RegistryState {
+  return { version: 0, payloads: [], nextSeq: 1 };
+}
