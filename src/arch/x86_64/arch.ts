@@ -1,4 +1,5 @@
 /** The x86-64 implementation of {@link Arch}: SDM encodings plus the psABI relocation table. */
+import { EM } from "../../elf/defs.ts";
 import type { Arch } from "../types.ts";
 import {
   absoluteStub,
@@ -13,12 +14,9 @@ import {
 import { loadFromSlot, pcFieldUse } from "./insn.ts";
 import { relocation, relocationName } from "./relocs.ts";
 
-/** `EM_X86_64`. */
-const EM_X86_64 = 62;
-
 /** x86-64: `e9 rel32` trampolines, Intel NOPs, `endbr64` awareness, 14-byte absolute stubs. */
 export const x86_64: Arch = {
-  machine: EM_X86_64,
+  machine: EM.X86_64,
   name: "x86_64",
   trampoline,
   trampolineSize: TRAMPOLINE_SIZE,

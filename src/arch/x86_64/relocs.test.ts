@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { R_X86_64 } from "../../elf/defs.ts";
 import { XspliceError } from "../../errors.ts";
 import type { RelocValues } from "../types.ts";
-import { R_X86_64, relocation, relocationName, relocationRows } from "./relocs.ts";
+import { relocation, relocationName, relocationRows } from "./relocs.ts";
 
 const zero: RelocValues = { symbol: 0n, addend: 0n, place: 0n, slot: 0n, gotBase: 0n, size: 0n, tpoff: 0n };
 

@@ -12,62 +12,14 @@
  *   variables (whose thread-pointer offset is fixed) can be reached, because a
  *   live process cannot be given new TLS (SPEC §2).
  */
+
+import { nameOf, R_X86_64 } from "../../elf/defs.ts";
 import { XspliceError } from "../../errors.ts";
 import type { RangeCheck, RelocInfo, RelocKind, RelocValues } from "../types.ts";
 
-/** Every x86-64 relocation type number by psABI name (including unsupported ones, for messages). */
-export const R_X86_64 = {
-  NONE: 0,
-  "64": 1,
-  PC32: 2,
-  GOT32: 3,
-  PLT32: 4,
-  COPY: 5,
-  GLOB_DAT: 6,
-  JUMP_SLOT: 7,
-  RELATIVE: 8,
-  GOTPCREL: 9,
-  "32": 10,
-  "32S": 11,
-  "16": 12,
-  PC16: 13,
-  "8": 14,
-  PC8: 15,
-  DTPMOD64: 16,
-  DTPOFF64: 17,
-  TPOFF64: 18,
-  TLSGD: 19,
-  TLSLD: 20,
-  DTPOFF32: 21,
-  GOTTPOFF: 22,
-  TPOFF32: 23,
-  PC64: 24,
-  GOTOFF64: 25,
-  GOTPC32: 26,
-  GOT64: 27,
-  GOTPCREL64: 28,
-  GOTPC64: 29,
-  GOTPLT64: 30,
-  PLTOFF64: 31,
-  SIZE32: 32,
-  SIZE64: 33,
-  GOTPC32_TLSDESC: 34,
-  TLSDESC_CALL: 35,
-  TLSDESC: 36,
-  IRELATIVE: 37,
-  RELATIVE64: 38,
-  GOTPCRELX: 41,
-  REX_GOTPCRELX: 42,
-} as const;
-
-/** A relocation type name without the `R_X86_64_` prefix. */
-export type RX86_64Name = keyof typeof R_X86_64;
-
-const NAMES = new Map<number, string>(Object.entries(R_X86_64).map(([k, v]) => [v, `R_X86_64_${k}`]));
-
 /** `R_X86_64_<NAME>` for a type number, or `R_X86_64_<number>` when it has no name; never throws. */
 export function relocationName(type: number): string {
-  return NAMES.get(type) ?? `R_X86_64_${type}`;
+  return `R_X86_64_${nameOf(R_X86_64, type)}`;
 }
 
 function hex(v: bigint): string {
