@@ -1,3 +1,4 @@
 /** Library entry of xsplice: re-exports only. */
 export * from "./elf/index.ts";
 export * from "./errors.ts";
+export * from "./payload/index.ts";

@@ -1,0 +1,4 @@
+/** xsplice payloads (SPEC §1–2, §9): the format-independent model, its reader, and signatures. */
+export * from "./read.ts";
+export * from "./signature.ts";
+export * from "./types.ts";
