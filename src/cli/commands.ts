@@ -1,4 +1,5 @@
 /** The table of `xsplice` sub-commands, in the order `--help` lists them (SPEC §10). */
 import type { Command } from "./command.ts";
+import { inspectCommand } from "./inspect.ts";
 
-export const commands: Command[] = [];
+export const commands: Command[] = [inspectCommand];
