@@ -9,3 +9,4 @@ export * from "./section.ts";
 export * from "./segment.ts";
 export * from "./string-table.ts";
 export * from "./symbol.ts";
+export * from "./writer.ts";

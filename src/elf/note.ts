@@ -48,14 +48,16 @@ export function parseNotes(
     const type = dv.getUint32(at + 8, true);
     const nameAt = at + 12;
     if (namesz > end - nameAt) throw elfError("EINVAL", at, `${what}: note namesz overruns`, namesz);
-    const descAt = nameAt + pad(namesz, align);
+    // Padding is counted from the note's start (binutils and the kernel agree):
+    // with 8-byte notes the 12-byte header plus "GNU\0" lands the descriptor at +16.
+    const descAt = at + pad(12 + namesz, align);
     if (descAt > end || descsz > end - descAt)
       throw elfError("EINVAL", at + 4, `${what}: note descsz overruns`, descsz);
     let nameEnd = nameAt + namesz;
     while (nameEnd > nameAt && bytes[nameEnd - 1] === 0) nameEnd--;
     const name = Buffer.from(bytes.buffer, bytes.byteOffset + nameAt, nameEnd - nameAt).toString("utf8");
     out.push({ name, type, desc: bytes.subarray(descAt, descAt + descsz), offset: at });
-    at = descAt + pad(descsz, align);
+    at += pad(descAt - at + descsz, align);
   }
   return out;
 }
