@@ -1,0 +1,614 @@
+/**
+ * The ELF objects mapped in a live process — the executable, its shared
+ * libraries and the vDSO — with what the loader and the safety check need of
+ * each: load bias, build-id (SPEC §2, §4 target checks), address range, symbol
+ * lookup (SPEC §2 resolution order, `file.c#name` statics), and CFI for stack
+ * walks (SPEC §6).
+ *
+ * Files are read once per (device, inode, mtime) and cached for the life of
+ * the xsplice process: libc alone is 2 MB and its symbol tables take time to
+ * index. Files are read through `/proc/PID/map_files/` where possible, which
+ * gives the very file that is mapped even after it was deleted or replaced on
+ * disk, or lives in another mount namespace.
+ */
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { basename } from "node:path";
+import { ET, PT, SHT, STB, STT, STV } from "../elf/defs.ts";
+import { EhFrame } from "../elf/eh-frame.ts";
+import { type ElfFile, readElf } from "../elf/file.ts";
+import type { ElfSymbol } from "../elf/symbol.ts";
+import { XspliceError } from "../errors.ts";
+import { isFileMapping, type Mapping, mappingAt, procError, readMaps } from "./maps.ts";
+
+/** What kind of object a mapping belongs to. */
+export type ObjectKind = "executable" | "library" | "vdso";
+
+/** A symbol of a mapped object, with its runtime address. */
+export interface ObjectSymbol {
+  name: string;
+  /** Runtime address: `value` plus the load bias (TLS symbols: the offset in the TLS block, unbiased). */
+  address: bigint;
+  /** Link-time `st_value`. */
+  value: bigint;
+  size: bigint;
+  /** `STT` */
+  type: number;
+  /** `STB` */
+  bind: number;
+  /** For a local symbol, the `STT_FILE` name that precedes it in `.symtab` (`file.c` of `file.c#name`). */
+  file?: string;
+  /** Found in `.dynsym` (exported to the dynamic linker) rather than `.symtab`. */
+  dynamic: boolean;
+}
+
+/** How a name resolved: the symbol, several statics sharing a bare name, or nothing. */
+export type SymbolResolution = Resolution<ObjectSymbol>;
+
+/** A resolution over any symbol shape. */
+export type Resolution<T> =
+  | { kind: "found"; symbol: T }
+  | { kind: "ambiguous"; candidates: T[] }
+  | { kind: "missing" };
+
+/** An ELF object mapped in a process. */
+export interface MappedObject {
+  /** Path as in `/proc/PID/maps` (`[vdso]` for the vDSO). */
+  path: string;
+  kind: ObjectKind;
+  /** The file on disk was deleted or replaced after it was mapped. */
+  deleted: boolean;
+  /** Runtime address minus link-time address. */
+  bias: bigint;
+  /** GNU build-id as lowercase hex, undefined when the object has none. */
+  buildId: string | undefined;
+  /** Lowest mapped address of the object. */
+  start: bigint;
+  /** One past its highest mapped address. */
+  end: bigint;
+  /** Its lines of `/proc/PID/maps`. */
+  mappings: Mapping[];
+  /** The parsed ELF file (from disk, map_files, or the process memory for the vDSO). */
+  elf: ElfFile;
+  /** The separate debug file whose `.symtab` is used, when the object has none of its own. */
+  debugFile?: string;
+  /** Position in the dynamic linker's `link_map` list (load order), when known. */
+  loadIndex: number;
+  /** True when `addr` is inside one of the object's mappings. */
+  contains(addr: bigint): boolean;
+  /** A name (bare, or `file.c#name` for a static) resolved per SPEC §2. */
+  resolve(name: string): SymbolResolution;
+  /** `resolve`, giving undefined when the name is missing or an ambiguous bare static. */
+  lookup(name: string): ObjectSymbol | undefined;
+  /** An exported dynamic symbol (default version), as the dynamic linker would bind it. */
+  dynamicLookup(name: string): ObjectSymbol | undefined;
+  /** The function or object containing runtime address `addr`, and the offset into it. */
+  symbolAt(addr: bigint): { symbol: ObjectSymbol; offset: bigint } | undefined;
+  /** The object's `.eh_frame` CFI (link-time addresses), or undefined when it has none. */
+  ehFrame(): EhFrame | undefined;
+}
+
+/** Options of `mappedObjects`. */
+export interface MappedObjectsOptions {
+  /** The process's maps, if already read (saves a read and keeps one consistent view). */
+  maps?: Mapping[];
+  /** Read target memory (for the vDSO and the link map); default `/proc/PID/mem`. */
+  read?: (addr: bigint, len: number) => Uint8Array;
+  /** Where separate debug files live. Default `/usr/lib/debug`. */
+  debugRoot?: string;
+}
+
+/**
+ * Every ELF object mapped in process `pid`, in load order (the dynamic
+ * linker's `link_map` list when it can be read; otherwise the executable
+ * first, then by address). `ESRCH` when the process is gone.
+ */
+export function mappedObjects(pid: number, options: MappedObjectsOptions = {}): MappedObject[] {
+  const maps = options.maps ?? readMaps(pid);
+  const read = options.read ?? ((addr: bigint, len: number) => readProcMem(pid, addr, len));
+  const debugRoot = options.debugRoot ?? "/usr/lib/debug";
+  let exeKey: string | undefined;
+  try {
+    const st = statSync(`/proc/${pid}/exe`);
+    exeKey = `${st.dev}:${st.ino}`;
+  } catch (err) {
+    if (!existsSync(`/proc/${pid}`)) throw procError(err, pid, `/proc/${pid}/exe`);
+    // A kernel thread or a zombie has no exe; every object is then a library.
+  }
+
+  const objects: MappedObject[] = [];
+  // Group file mappings by the file they map; an object starts at a mapping of file offset 0.
+  const groups = new Map<string, Mapping[]>();
+  for (const m of maps) {
+    if (!isFileMapping(m)) continue;
+    const key = `${m.dev} ${m.inode} ${m.path}`;
+    const g = groups.get(key);
+    if (g) g.push(m);
+    else groups.set(key, [m]);
+  }
+  for (const group of groups.values()) {
+    // The same file mapped twice (dlopen'd twice via different paths is one group; a data file
+    // mapped twice at offset 0 is not ELF anyway): each offset-0 mapping starts one object.
+    const heads = group.filter((m) => m.offset === 0n);
+    for (const head of heads) {
+      const file = openObjectFile(pid, head, debugRoot);
+      if (!file) continue;
+      const kind: ObjectKind = file.statKey === exeKey ? "executable" : "library";
+      const mine = ownMappings(group, head, file.elf);
+      objects.push(
+        makeObject(head.path, kind, head.deleted, file.elf, bias(file.elf, head.start), mine, file),
+      );
+    }
+  }
+  const vdsoMap = maps.find((m) => m.path === "[vdso]");
+  if (vdsoMap) {
+    try {
+      const bytes = read(vdsoMap.start, Number(vdsoMap.end - vdsoMap.start));
+      const elf = readElf(bytes);
+      objects.push(makeObject("[vdso]", "vdso", false, elf, bias(elf, vdsoMap.start), [vdsoMap], undefined));
+    } catch (err) {
+      if (!(err instanceof XspliceError) || err.errno === "ESRCH") throw err;
+      // An unreadable vDSO only costs stack walks through it their CFI; the scan still covers them.
+    }
+  }
+  orderByLinkMap(objects, maps, read);
+  return objects;
+}
+
+/** The object with this build-id (hex, any case), or undefined. */
+export function findObjectByBuildId(
+  objects: readonly MappedObject[],
+  buildId: string,
+): MappedObject | undefined {
+  const want = buildId.toLowerCase();
+  return objects.find((o) => o.buildId === want);
+}
+
+/** The object whose mappings contain runtime address `addr`. */
+export function objectAt(objects: readonly MappedObject[], addr: bigint): MappedObject | undefined {
+  return objects.find((o) => addr >= o.start && addr < o.end && o.contains(addr));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface CachedFile {
+  elf: ElfFile;
+  statKey: string;
+  debugFile?: string;
+  debugElf?: ElfFile;
+  index?: SymbolIndex;
+}
+
+const fileCache = new Map<string, CachedFile>();
+
+/** Forget cached files (tests that rewrite a file in place with the same mtime). */
+export function clearObjectCache(): void {
+  fileCache.clear();
+}
+
+function openObjectFile(pid: number, head: Mapping, debugRoot: string): CachedFile | undefined {
+  // map_files gives the mapped file itself (deleted, replaced, other namespace); the path is the fallback.
+  const candidates = [
+    `/proc/${pid}/map_files/${head.start.toString(16)}-${head.end.toString(16)}`,
+    head.path,
+  ];
+  for (const path of candidates) {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(path);
+    } catch {
+      continue;
+    }
+    if (BigInt(st.ino) !== head.inode) continue; // the path now names another file
+    const statKey = `${st.dev}:${st.ino}`;
+    const key = `${statKey}:${st.mtimeMs}:${st.size}`;
+    const cached = fileCache.get(key);
+    if (cached) return cached;
+    if (!hasElfMagic(path)) return undefined;
+    let elf: ElfFile;
+    try {
+      elf = readElf(readFileSync(path));
+    } catch (err) {
+      if (err instanceof XspliceError) return undefined; // an ELF we cannot read is not a patch target
+      throw err;
+    }
+    if (elf.header.type !== ET.DYN && elf.header.type !== ET.EXEC) return undefined;
+    const entry: CachedFile = { elf, statKey };
+    if (!elf.symbolTable()) {
+      const id = safeBuildId(elf);
+      const debug = id && `${debugRoot}/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`;
+      if (debug && existsSync(debug)) {
+        try {
+          const debugElf = readElf(readFileSync(debug));
+          if (safeBuildId(debugElf) === id && debugElf.symbolTable()) {
+            entry.debugElf = debugElf;
+            entry.debugFile = debug;
+          }
+        } catch (err) {
+          if (!(err instanceof XspliceError)) throw err;
+        }
+      }
+    }
+    fileCache.set(key, entry);
+    return entry;
+  }
+  return undefined;
+}
+
+function hasElfMagic(path: string): boolean {
+  const buf = new Uint8Array(4);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    return (
+      readSync(fd, buf, 0, 4, 0) === 4 &&
+      buf[0] === 0x7f &&
+      buf[1] === 0x45 &&
+      buf[2] === 0x4c &&
+      buf[3] === 0x46
+    );
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+function safeBuildId(elf: ElfFile): string | undefined {
+  try {
+    const id = elf.buildId();
+    return id ? Buffer.from(id).toString("hex") : undefined;
+  } catch (err) {
+    if (err instanceof XspliceError) return undefined;
+    throw err;
+  }
+}
+
+/** The PT_LOAD segments sorted by address. */
+function loads(elf: ElfFile) {
+  return elf.programHeaders.filter((p) => p.type === PT.LOAD).sort((a, b) => (a.vaddr < b.vaddr ? -1 : 1));
+}
+
+/**
+ * Load bias from the mapping of file offset 0: the kernel (or ld.so) maps the
+ * lowest PT_LOAD, which contains file offset 0, at its page-aligned vaddr plus the bias.
+ */
+function bias(elf: ElfFile, headStart: bigint): bigint {
+  const first = loads(elf).find((p) => p.offset === 0) ?? loads(elf)[0];
+  const page = 4096n;
+  const vaddr = first ? first.vaddr - BigInt(first.offset) : 0n;
+  return headStart - (vaddr & ~(page - 1n));
+}
+
+/** The mappings of `group` that belong to the object starting at `head`: within its PT_LOAD span. */
+function ownMappings(group: Mapping[], head: Mapping, elf: ElfFile): Mapping[] {
+  const segs = loads(elf);
+  const last = segs[segs.length - 1];
+  const b = bias(elf, head.start);
+  const end = last ? b + last.vaddr + last.memsz : head.end;
+  return group.filter((m) => m.start >= head.start && m.start < end);
+}
+
+function makeObject(
+  path: string,
+  kind: ObjectKind,
+  deleted: boolean,
+  elf: ElfFile,
+  loadBias: bigint,
+  mappings: Mapping[],
+  file: CachedFile | undefined,
+): MappedObject {
+  const sorted = [...mappings].sort((a, b) => (a.start < b.start ? -1 : 1));
+  let eh: EhFrame | null | undefined;
+  let vdsoIndex: SymbolIndex | undefined;
+  const index = (): SymbolIndex => {
+    if (file) {
+      if (!file.index) file.index = new SymbolIndex(elf, file.debugElf);
+      return file.index;
+    }
+    if (!vdsoIndex) vdsoIndex = new SymbolIndex(elf, undefined);
+    return vdsoIndex;
+  };
+  const bind = (s: IndexedSymbol | undefined): ObjectSymbol | undefined =>
+    s && { ...s, address: s.type === STT.TLS ? s.value : s.value + loadBias };
+  const obj: MappedObject = {
+    path,
+    kind,
+    deleted,
+    bias: loadBias,
+    buildId: safeBuildId(elf),
+    start: sorted[0]?.start ?? 0n,
+    end: sorted[sorted.length - 1]?.end ?? 0n, // mappings never overlap
+    mappings: sorted,
+    elf,
+    loadIndex: Number.MAX_SAFE_INTEGER,
+    contains: (addr) => mappingAt(sorted, addr) !== undefined,
+    resolve(name) {
+      const r = index().resolve(name);
+      if (r.kind === "found") return { kind: "found", symbol: bind(r.symbol)! };
+      if (r.kind === "ambiguous") return { kind: "ambiguous", candidates: r.candidates.map((c) => bind(c)!) };
+      return r;
+    },
+    lookup(name) {
+      const r = this.resolve(name);
+      return r.kind === "found" ? r.symbol : undefined;
+    },
+    dynamicLookup: (name) => bind(index().dynamic(name)),
+    symbolAt(addr) {
+      const s = index().at(addr - loadBias);
+      return s && { symbol: bind(s)!, offset: addr - loadBias - s.value };
+    },
+    ehFrame() {
+      if (eh === undefined) eh = loadEhFrame(elf) ?? null;
+      return eh ?? undefined;
+    },
+  };
+  if (file?.debugFile) obj.debugFile = file.debugFile;
+  return obj;
+}
+
+function loadEhFrame(elf: ElfFile): EhFrame | undefined {
+  const eh = elf.sectionByName(".eh_frame");
+  if (!eh || eh.type === SHT.NOBITS || eh.size === 0) return undefined;
+  const hdr = elf.sectionByName(".eh_frame_hdr");
+  return new EhFrame({
+    ehFrame: eh.data(),
+    ehFrameAddr: eh.addr,
+    ...(hdr && hdr.type !== SHT.NOBITS ? { ehFrameHdr: hdr.data(), ehFrameHdrAddr: hdr.addr } : {}),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+type IndexedSymbol = Omit<ObjectSymbol, "address">;
+
+/** Name and address indexes over an object's symbol tables, built on first use and cached with the file. */
+class SymbolIndex {
+  private readonly globals = new Map<string, IndexedSymbol>();
+  private readonly locals = new Map<string, IndexedSymbol[]>();
+  private readonly qualified = new Map<string, IndexedSymbol[]>();
+  private readonly exported = new Map<string, IndexedSymbol>();
+  private readonly byAddress: IndexedSymbol[];
+
+  constructor(elf: ElfFile, debug: ElfFile | undefined) {
+    const symtabOwner = elf.symbolTable() ? elf : debug;
+    const table = symtabOwner ? symtabOwner.symbols() : [];
+    const dyn = dynamicSymbols(elf);
+    let file: string | undefined;
+    const all: IndexedSymbol[] = [];
+    for (const s of table) {
+      if (s.type === STT.FILE) {
+        file = s.name;
+        continue;
+      }
+      if (!isAddressable(s)) continue;
+      const sym: IndexedSymbol = {
+        name: s.name,
+        value: s.value,
+        size: s.size,
+        type: s.type,
+        bind: s.bind,
+        dynamic: false,
+      };
+      if (s.bind === STB.LOCAL) {
+        if (file !== undefined) sym.file = file;
+        push(this.locals, s.name, sym);
+        if (file !== undefined) {
+          push(this.qualified, `${file}#${s.name}`, sym);
+          const base = basename(file);
+          if (base !== file) push(this.qualified, `${base}#${s.name}`, sym);
+        }
+      } else if (!this.globals.has(s.name) || s.bind === STB.GLOBAL) {
+        this.globals.set(s.name, sym);
+      }
+      all.push(sym);
+    }
+    for (const sym of dyn.values()) {
+      this.exported.set(sym.name, sym);
+      if (!this.globals.has(sym.name)) {
+        this.globals.set(sym.name, sym);
+        all.push(sym);
+      }
+    }
+    this.byAddress = all
+      .filter((s) => s.type === STT.FUNC || s.type === STT.OBJECT || s.type === STT.GNU_IFUNC)
+      .sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : Number(b.size - a.size)));
+  }
+
+  resolve(name: string): Resolution<IndexedSymbol> {
+    const hash = name.indexOf("#");
+    if (hash > 0) {
+      const list = this.qualified.get(name) ?? [];
+      if (list.length === 1) return { kind: "found", symbol: list[0]! };
+      if (list.length > 1) return { kind: "ambiguous", candidates: list };
+      return { kind: "missing" };
+    }
+    const g = this.globals.get(name);
+    if (g) return { kind: "found", symbol: g };
+    // A bare static name resolves only when one file defines it (SPEC §2).
+    const list = this.locals.get(name) ?? [];
+    if (list.length === 1) return { kind: "found", symbol: list[0]! };
+    if (list.length > 1) return { kind: "ambiguous", candidates: list };
+    return { kind: "missing" };
+  }
+
+  dynamic(name: string): IndexedSymbol | undefined {
+    return this.exported.get(name);
+  }
+
+  at(value: bigint): IndexedSymbol | undefined {
+    const list = this.byAddress;
+    let lo = 0;
+    let hi = list.length - 1;
+    let best = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid]!.value <= value) {
+        best = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    // Walk back over symbols at lower addresses: a large function may contain the address past a small one.
+    for (let i = best; i >= 0 && i > best - 64; i--) {
+      const s = list[i]!;
+      if (value >= s.value && (value < s.value + s.size || (s.size === 0n && value === s.value))) return s;
+    }
+    return undefined;
+  }
+}
+
+function push<T>(map: Map<string, T[]>, key: string, v: T): void {
+  const list = map.get(key);
+  if (list) list.push(v);
+  else map.set(key, [v]);
+}
+
+function isAddressable(s: ElfSymbol): boolean {
+  if (s.name === "" || s.section.kind !== "section") return false;
+  return (
+    s.type === STT.FUNC ||
+    s.type === STT.OBJECT ||
+    s.type === STT.GNU_IFUNC ||
+    s.type === STT.TLS ||
+    s.type === STT.NOTYPE
+  );
+}
+
+/**
+ * Exported `.dynsym` symbols by name. Where a name has several versions
+ * (`memcpy@GLIBC_2.2.5`, `memcpy@@GLIBC_2.14`), the default one — without the
+ * hidden bit in `.gnu.version` — is what an unversioned reference binds to.
+ */
+function dynamicSymbols(elf: ElfFile): Map<string, IndexedSymbol> {
+  const out = new Map<string, IndexedSymbol>();
+  let syms: ElfSymbol[];
+  try {
+    syms = elf.dynamicSymbols();
+  } catch (err) {
+    if (err instanceof XspliceError) return out;
+    throw err;
+  }
+  const versym = elf.sections.find((s) => s.type === SHT.VERSYM);
+  const vs = versym?.data();
+  const hidden = (i: number) =>
+    vs !== undefined && i * 2 + 1 < vs.length && ((vs[i * 2 + 1]! << 8) & 0x8000) !== 0;
+  for (const s of syms) {
+    if (!isAddressable(s) || s.bind === STB.LOCAL) continue;
+    if (s.visibility !== STV.DEFAULT && s.visibility !== STV.PROTECTED) continue;
+    const isHidden = hidden(s.index);
+    const prev = out.get(s.name);
+    if (prev && isHidden) continue;
+    out.set(s.name, {
+      name: s.name,
+      value: s.value,
+      size: s.size,
+      type: s.type,
+      bind: s.bind,
+      dynamic: true,
+    });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Sort objects into the dynamic linker's load order by walking `r_debug.r_map`
+ * (found through `DT_DEBUG` in the executable's dynamic section). Objects the
+ * list does not name (the vDSO has no entry of its own on every libc) keep the
+ * executable-first, then-by-address order after those it names.
+ */
+function orderByLinkMap(
+  objects: MappedObject[],
+  maps: Mapping[],
+  read: (a: bigint, n: number) => Uint8Array,
+) {
+  const byAddr = (a: MappedObject, b: MappedObject) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0);
+  objects.sort((a, b) => (a.kind === "executable" ? -1 : b.kind === "executable" ? 1 : byAddr(a, b)));
+  const exe = objects.find((o) => o.kind === "executable");
+  const order = exe ? linkMapBiases(exe, maps, read) : [];
+  for (const [i, o] of objects.entries()) {
+    const at = order.findIndex(
+      (l) => l.bias === o.bias && (l.dynamic === undefined || o.contains(l.dynamic)),
+    );
+    o.loadIndex = at >= 0 ? at : order.length + i;
+  }
+  objects.sort((a, b) => a.loadIndex - b.loadIndex);
+}
+
+function linkMapBiases(
+  exe: MappedObject,
+  maps: Mapping[],
+  read: (a: bigint, n: number) => Uint8Array,
+): { bias: bigint; dynamic?: bigint }[] {
+  try {
+    const dynPh = exe.elf.programHeaders.find((p) => p.type === PT.DYNAMIC);
+    if (!dynPh) return [];
+    const dynAddr = dynPh.vaddr + exe.bias;
+    const dyn = read(dynAddr, Number(dynPh.memsz));
+    const dv = new DataView(dyn.buffer, dyn.byteOffset, dyn.byteLength);
+    let rDebug = 0n;
+    for (let off = 0; off + 16 <= dyn.length; off += 16) {
+      const tag = dv.getBigInt64(off, true);
+      if (tag === 0n) break;
+      if (tag === 21n) rDebug = dv.getBigUint64(off + 8, true); // DT_DEBUG, filled in by ld.so
+    }
+    if (rDebug === 0n || !mappingAt(maps, rDebug)) return [];
+    const word = (addr: bigint) => new DataView(read(addr, 8).buffer).getBigUint64(0, true);
+    let lm = word(rDebug + 8n); // r_debug.r_map
+    const out: { bias: bigint; dynamic?: bigint }[] = [];
+    for (let i = 0; lm !== 0n && i < 4096; i++) {
+      if (!mappingAt(maps, lm)) break;
+      const entry = read(lm, 40); // l_addr, l_name, l_ld, l_next, l_prev
+      const ev = new DataView(entry.buffer, entry.byteOffset, 40);
+      const l: { bias: bigint; dynamic?: bigint } = { bias: ev.getBigUint64(0, true) };
+      const ld = ev.getBigUint64(16, true);
+      if (ld !== 0n) l.dynamic = ld;
+      out.push(l);
+      lm = ev.getBigUint64(24, true);
+    }
+    return out;
+  } catch (err) {
+    if (err instanceof XspliceError && err.errno !== "ESRCH") return [];
+    throw err;
+  }
+}
+
+/** Read target memory through `/proc/PID/mem` (root or a ptrace-capable caller). */
+function readProcMem(pid: number, addr: bigint, len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  let fd: number | undefined;
+  try {
+    fd = openSync(`/proc/${pid}/mem`, "r");
+    let done = 0;
+    while (done < len) {
+      const n = readSync(fd, out, done, len - done, addr + BigInt(done));
+      if (n <= 0) break;
+      done += n;
+    }
+    if (done < len)
+      throw new XspliceError(
+        "EFAULT",
+        `cannot read 0x${len.toString(16)} bytes at 0x${addr.toString(16)} in ${pid}`,
+        {
+          pid,
+          address: addr,
+        },
+      );
+    return out;
+  } catch (err) {
+    if (err instanceof XspliceError) throw err;
+    const code = (err as { code?: string }).code;
+    if (code === "ENOENT" || code === "ESRCH" || code === "EACCES" || code === "EPERM")
+      throw procError(err, pid, `/proc/${pid}/mem`);
+    throw new XspliceError(
+      "EFAULT",
+      `cannot read 0x${len.toString(16)} bytes at 0x${addr.toString(16)} in ${pid}`,
+      {
+        pid,
+        address: addr,
+      },
+    );
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
