@@ -54,8 +54,11 @@ export interface ResolvedSymbols {
 /** The name a linker uses for the GOT base (GOTPC32/GOTPC64 refer to it). */
 export const GOT_SYMBOL = "_GLOBAL_OFFSET_TABLE_";
 
-function symbolLabel(sym: ElfSymbol): string {
-  return sym.name !== "" ? sym.name : `symbol #${sym.index}`;
+/** A symbol's name for messages; a section symbol (nameless in gcc output) goes by its section's name. */
+function symbolLabel(elf: ElfFile, sym: ElfSymbol): string {
+  if (sym.name !== "") return sym.name;
+  if (sym.type === STT.SECTION && sym.section.kind === "section") return elf.section(sym.section.index).name;
+  return `symbol #${sym.index}`;
 }
 
 /** The address of a symbol defined in the payload (in a placed section, or absolute). */
@@ -75,7 +78,7 @@ function resolveOne(
   sources: readonly SymbolSource[],
   gotBase: bigint,
 ): Resolution {
-  const name = symbolLabel(sym);
+  const name = symbolLabel(elf, sym);
   switch (sym.section.kind) {
     case "common":
       throw new XspliceError("EINVAL", `COMMON symbol ${name}: build the payload with -fno-common`, {
