@@ -1,0 +1,473 @@
+/**
+ * The libc calls xsplice needs to control a live process, as synchronous typed
+ * wrappers. This is the only module that imports koffi (docs/architecture.md).
+ *
+ * Every call here runs synchronously on the calling (main) OS thread: ptrace is
+ * tied to the thread that attached, and koffi's `.async` runs on a libuv worker
+ * that the kernel does not know as the tracer (SPEC §12), so it is never used.
+ * A failing call becomes an `XspliceError` naming the call, the tid and the errno.
+ */
+import { constants as osConstants } from "node:os";
+import koffi from "koffi";
+import { ERRNO, type ErrnoName, XspliceError } from "../errors.ts";
+
+// ptrace requests (<sys/ptrace.h>, x86-64).
+/** `PTRACE_*` request numbers. */
+export const PTRACE = {
+  PEEKDATA: 2,
+  POKEDATA: 5,
+  CONT: 7,
+  SINGLESTEP: 9,
+  GETREGS: 12,
+  SETREGS: 13,
+  DETACH: 17,
+  GETEVENTMSG: 0x4201,
+  GETSIGINFO: 0x4202,
+  GETREGSET: 0x4204,
+  SETREGSET: 0x4205,
+  SEIZE: 0x4206,
+  INTERRUPT: 0x4207,
+  LISTEN: 0x4208,
+  GETSIGMASK: 0x420a,
+  SETSIGMASK: 0x420b,
+} as const;
+
+/** `PTRACE_O_*` options for `PTRACE_SEIZE`. */
+export const PTRACE_O = {
+  TRACECLONE: 0x8,
+  TRACEEXEC: 0x10,
+  EXITKILL: 0x100000,
+} as const;
+
+/** `PTRACE_EVENT_*`: the event number a stop reports in `status >> 16`. */
+export const PTRACE_EVENT = {
+  FORK: 1,
+  VFORK: 2,
+  CLONE: 3,
+  EXEC: 4,
+  VFORK_DONE: 5,
+  EXIT: 6,
+  SECCOMP: 7,
+  STOP: 128,
+} as const;
+
+/** `waitpid` flags. */
+export const WAIT = { WNOHANG: 1, __WALL: 0x40000000 } as const;
+
+/** Signal numbers (x86-64 Linux) xsplice refers to by name. */
+export const SIG = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGCHLD: 17,
+  SIGCONT: 18,
+  SIGSTOP: 19,
+  SIGTSTP: 20,
+  SIGTTIN: 21,
+  SIGTTOU: 22,
+  SIGSYS: 31,
+} as const;
+
+/** `NT_X86_XSTATE`: the regset holding the FPU/SSE/AVX state (`PTRACE_GETREGSET`). */
+export const NT_X86_XSTATE = 0x202;
+
+/** The name of a signal number (`SIGSEGV`, `SIGRTMIN+2`), or `signal N`; never throws. */
+export function signalName(sig: number): string {
+  for (const [name, n] of Object.entries(SIG)) if (n === sig) return name;
+  if (sig >= 34 && sig <= 64) return sig === 34 ? "SIGRTMIN" : `SIGRTMIN+${sig - 34}`;
+  return `signal ${sig}`;
+}
+
+/** The errno name for a number (`ESRCH`), from Node's table; `errno N` when unknown. */
+export function errnoLabel(code: number): string {
+  for (const [name, n] of Object.entries(osConstants.errno)) if (n === code) return name;
+  return `errno ${code}`;
+}
+
+/** The `ErrnoName` xsplice reports for a raw errno; errnos outside the SPEC's table become `EIO`. */
+export function toErrnoName(code: number): ErrnoName {
+  for (const [name, n] of Object.entries(ERRNO)) if (n === code) return name as ErrnoName;
+  return "EIO";
+}
+
+/**
+ * Build the error for a failed libc call: `ptrace(PTRACE_SEIZE) tid 42: ESRCH`.
+ * Exported so that the errno mapping can be tested without provoking each errno.
+ */
+export function callError(call: string, code: number, tid?: number, hint?: string): XspliceError {
+  const where = tid === undefined ? {} : { tid };
+  const who = tid === undefined ? "" : ` tid ${tid}`;
+  return new XspliceError(
+    toErrnoName(code),
+    `${call}${who}: ${errnoLabel(code)}${hint ? ` (${hint})` : ""}`,
+    where,
+  );
+}
+
+const lib = koffi.load("libc.so.6");
+
+// glibc declares ptrace variadic; on x86-64 a fixed 4-argument prototype passes
+// the same registers, and the wrapper reads exactly these four. Two prototypes
+// of the same symbol: one whose `data` is an integer, one whose `data` points
+// into a Buffer (regs, siginfo, event message, sigmask, iovec).
+const c_ptrace_int = lib.func("ptrace", "long", ["int", "int", "uint64_t", "uint64_t"]);
+const c_ptrace_buf = lib.func("ptrace", "long", ["int", "int", "uint64_t", "void *"]);
+const c_waitpid = lib.func("int waitpid(int pid, _Out_ int *status, int options)");
+const c_errno_location = lib.func("int *__errno_location(void)");
+const c_tgkill = lib.func("int tgkill(int tgid, int tid, int sig)");
+const c_getpid = lib.func("int getpid(void)");
+// union sigval is 8 bytes of INTEGER class: passed exactly like a uint64_t.
+const c_sigqueue = lib.func("sigqueue", "int", ["int", "int", "uint64_t"]);
+const c_pvm_readv = lib.func("process_vm_readv", "int64_t", [
+  "int",
+  "void *",
+  "uint64_t",
+  "void *",
+  "uint64_t",
+  "uint64_t",
+]);
+const c_pvm_writev = lib.func("process_vm_writev", "int64_t", [
+  "int",
+  "void *",
+  "uint64_t",
+  "void *",
+  "uint64_t",
+  "uint64_t",
+]);
+
+/** errno of the last failed call on this thread (errno is thread-local, read through `__errno_location`). */
+function errno(): number {
+  return koffi.decode(c_errno_location(), "int") as number;
+}
+
+function setErrno(v: number): void {
+  koffi.encode(c_errno_location(), "int", v);
+}
+
+const REQ_NAMES = Object.fromEntries(Object.entries(PTRACE).map(([k, v]) => [v, `PTRACE_${k}`]));
+
+function ptraceCheck(req: number, tid: number, r: number | bigint): void {
+  if (Number(r) === -1) throw callError(`ptrace(${REQ_NAMES[req] ?? req})`, errno(), tid);
+}
+
+function ptraceInt(req: number, tid: number, addr: bigint, data: bigint): void {
+  ptraceCheck(req, tid, c_ptrace_int(req, tid, addr, data) as number);
+}
+
+function ptraceBuf(req: number, tid: number, addr: bigint, data: Buffer): void {
+  ptraceCheck(req, tid, c_ptrace_buf(req, tid, addr, data) as number);
+}
+
+/** `PTRACE_SEIZE`: attach without stopping the thread (it keeps running until interrupted). */
+export function ptraceSeize(tid: number, options: number): void {
+  ptraceInt(PTRACE.SEIZE, tid, 0n, BigInt(options));
+}
+
+/** `PTRACE_INTERRUPT`: ask a seized thread to stop; it reports `PTRACE_EVENT_STOP` (no signal is sent). */
+export function ptraceInterrupt(tid: number): void {
+  ptraceInt(PTRACE.INTERRUPT, tid, 0n, 0n);
+}
+
+/** `PTRACE_CONT`, delivering `sig` when the thread is in a signal-delivery-stop (0: none). */
+export function ptraceCont(tid: number, sig = 0): void {
+  ptraceInt(PTRACE.CONT, tid, 0n, BigInt(sig));
+}
+
+/** `PTRACE_LISTEN`: let a thread in group-stop wait for events without running (seized tracees only). */
+export function ptraceListen(tid: number): void {
+  ptraceInt(PTRACE.LISTEN, tid, 0n, 0n);
+}
+
+/** `PTRACE_SINGLESTEP`: execute one instruction, then stop with `SIGTRAP`. */
+export function ptraceSingleStep(tid: number, sig = 0): void {
+  ptraceInt(PTRACE.SINGLESTEP, tid, 0n, BigInt(sig));
+}
+
+/** `PTRACE_DETACH`, delivering `sig` (0: none). */
+export function ptraceDetach(tid: number, sig = 0): void {
+  ptraceInt(PTRACE.DETACH, tid, 0n, BigInt(sig));
+}
+
+/** The 27 fields of the kernel's `struct user_regs_struct` (x86-64), in layout order. */
+export const REG_NAMES = [
+  "r15",
+  "r14",
+  "r13",
+  "r12",
+  "rbp",
+  "rbx",
+  "r11",
+  "r10",
+  "r9",
+  "r8",
+  "rax",
+  "rcx",
+  "rdx",
+  "rsi",
+  "rdi",
+  "orig_rax",
+  "rip",
+  "cs",
+  "eflags",
+  "rsp",
+  "ss",
+  "fs_base",
+  "gs_base",
+  "ds",
+  "es",
+  "fs",
+  "gs",
+] as const;
+
+/** `struct user_regs_struct`: each field as an unsigned 64-bit bigint (`orig_rax` -1 is `2^64-1`). */
+export type Regs = Record<(typeof REG_NAMES)[number], bigint>;
+
+/** Size of `struct user_regs_struct`. */
+export const REGS_SIZE = REG_NAMES.length * 8;
+
+/** Decode a `user_regs_struct` buffer. */
+export function decodeRegs(buf: Buffer): Regs {
+  const r = {} as Regs;
+  REG_NAMES.forEach((name, i) => {
+    r[name] = buf.readBigUInt64LE(i * 8);
+  });
+  return r;
+}
+
+/** Encode registers into a `user_regs_struct` buffer; values are taken modulo 2^64 (so -1n works). */
+export function encodeRegs(r: Regs): Buffer {
+  const buf = Buffer.alloc(REGS_SIZE);
+  REG_NAMES.forEach((name, i) => {
+    buf.writeBigUInt64LE(BigInt.asUintN(64, r[name]), i * 8);
+  });
+  return buf;
+}
+
+/** `PTRACE_GETREGS`. */
+export function ptraceGetRegs(tid: number): Regs {
+  const buf = Buffer.alloc(REGS_SIZE);
+  ptraceBuf(PTRACE.GETREGS, tid, 0n, buf);
+  return decodeRegs(buf);
+}
+
+/** `PTRACE_SETREGS`. */
+export function ptraceSetRegs(tid: number, regs: Regs): void {
+  ptraceBuf(PTRACE.SETREGS, tid, 0n, encodeRegs(regs));
+}
+
+/**
+ * `PTRACE_GETREGSET` of `NT_X86_XSTATE`: the thread's FPU/SSE/AVX state as
+ * opaque bytes, for saving around an injected call that may clobber it.
+ */
+export function ptraceGetFpState(tid: number): Buffer {
+  const data = Buffer.alloc(16384);
+  const iov = Buffer.alloc(16);
+  iov.writeBigUInt64LE(koffi.address(data), 0);
+  iov.writeBigUInt64LE(BigInt(data.length), 8);
+  ptraceBuf(PTRACE.GETREGSET, tid, BigInt(NT_X86_XSTATE), iov);
+  // The kernel shrinks iov_len to the size of the state it wrote.
+  return Buffer.from(data.subarray(0, Number(iov.readBigUInt64LE(8))));
+}
+
+/** `PTRACE_SETREGSET` of `NT_X86_XSTATE`, with bytes from `ptraceGetFpState`. */
+export function ptraceSetFpState(tid: number, state: Buffer): void {
+  const data = Buffer.from(state);
+  const iov = Buffer.alloc(16);
+  iov.writeBigUInt64LE(koffi.address(data), 0);
+  iov.writeBigUInt64LE(BigInt(data.length), 8);
+  ptraceBuf(PTRACE.SETREGSET, tid, BigInt(NT_X86_XSTATE), iov);
+}
+
+/** `PTRACE_GETSIGMASK`: the thread's blocked-signal mask (bit n-1 for signal n). */
+export function ptraceGetSigmask(tid: number): bigint {
+  const buf = Buffer.alloc(8);
+  ptraceBuf(PTRACE.GETSIGMASK, tid, 8n, buf);
+  return buf.readBigUInt64LE(0);
+}
+
+/** `PTRACE_SETSIGMASK`. */
+export function ptraceSetSigmask(tid: number, mask: bigint): void {
+  const buf = Buffer.alloc(8);
+  buf.writeBigUInt64LE(BigInt.asUintN(64, mask), 0);
+  ptraceBuf(PTRACE.SETSIGMASK, tid, 8n, buf);
+}
+
+/** The fields of `siginfo_t` that xsplice reads. */
+export interface SigInfo {
+  signo: number;
+  errno: number;
+  code: number;
+  /** `si_pid` (signals sent by a process). */
+  pid: number;
+  /** `si_uid`. */
+  uid: number;
+  /** `si_addr` (faults): the same bytes as `si_pid`/`si_uid`. */
+  addr: bigint;
+  /** `si_value.sival_ptr` (`sigqueue`). */
+  value: bigint;
+}
+
+/** `PTRACE_GETSIGINFO`: the siginfo of the signal that caused the current stop (`EINVAL` in group-stop). */
+export function ptraceGetSiginfo(tid: number): SigInfo {
+  const buf = Buffer.alloc(128);
+  ptraceBuf(PTRACE.GETSIGINFO, tid, 0n, buf);
+  return {
+    signo: buf.readInt32LE(0),
+    errno: buf.readInt32LE(4),
+    code: buf.readInt32LE(8),
+    pid: buf.readInt32LE(16),
+    uid: buf.readUInt32LE(20),
+    addr: buf.readBigUInt64LE(16),
+    value: buf.readBigUInt64LE(24),
+  };
+}
+
+/** `PTRACE_GETEVENTMSG`: e.g. the new thread's tid at a `PTRACE_EVENT_CLONE` stop. */
+export function ptraceGetEventMsg(tid: number): bigint {
+  const buf = Buffer.alloc(8);
+  ptraceBuf(PTRACE.GETEVENTMSG, tid, 0n, buf);
+  return buf.readBigUInt64LE(0);
+}
+
+/**
+ * `PTRACE_PEEKDATA`: one 8-byte word at `addr`. glibc returns the word itself,
+ * so -1 is ambiguous and errno is cleared first to tell a failure apart.
+ */
+export function ptracePeek(tid: number, addr: bigint): bigint {
+  setErrno(0);
+  const r = c_ptrace_int(PTRACE.PEEKDATA, tid, addr, 0n) as number | bigint;
+  if (Number(r) === -1) {
+    const e = errno();
+    if (e !== 0) throw callError("ptrace(PTRACE_PEEKDATA)", e, tid, `address 0x${addr.toString(16)}`);
+  }
+  return BigInt.asUintN(64, BigInt(r));
+}
+
+/** `PTRACE_POKEDATA`: write one 8-byte word at `addr` (works on read-only and execute-only pages). */
+export function ptracePoke(tid: number, addr: bigint, word: bigint): void {
+  const r = c_ptrace_int(PTRACE.POKEDATA, tid, addr, BigInt.asUintN(64, word)) as number;
+  if (Number(r) === -1)
+    throw callError("ptrace(PTRACE_POKEDATA)", errno(), tid, `address 0x${addr.toString(16)}`);
+}
+
+/** How a waited-for thread changed state. */
+export type StopKind =
+  /** A signal is about to be delivered; the tracer passes it on (or not) with the next restart. */
+  | "signal-delivery"
+  /** Group-stop (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) of a seized thread: `PTRACE_EVENT_STOP` with a stop signal. */
+  | "group"
+  /** `PTRACE_INTERRUPT` (or the first stop of an auto-attached thread): `PTRACE_EVENT_STOP` with SIGTRAP. */
+  | "interrupt"
+  /** Another `PTRACE_EVENT_*` stop (clone, exec, ...); `event` says which. */
+  | "event";
+
+/** A decoded `waitpid` status. */
+export type WaitStatus =
+  | { kind: "none"; tid: number }
+  | { kind: "exited"; tid: number; code: number }
+  | { kind: "signaled"; tid: number; sig: number; core: boolean }
+  | { kind: "stopped"; tid: number; sig: number; event: number; stop: StopKind };
+
+const STOP_SIGNALS = new Set<number>([SIG.SIGSTOP, SIG.SIGTSTP, SIG.SIGTTIN, SIG.SIGTTOU]);
+
+/**
+ * Decode a raw `waitpid` status. For seized tracees (all of xsplice's) a
+ * group-stop reports `PTRACE_EVENT_STOP` in `status >> 16`, so it is told apart
+ * from a signal-delivery-stop without `PTRACE_GETSIGINFO` (man 2 ptrace).
+ */
+export function decodeWaitStatus(tid: number, status: number): WaitStatus {
+  const low = status & 0x7f;
+  if (low === 0) return { kind: "exited", tid, code: (status >> 8) & 0xff };
+  if ((status & 0xff) !== 0x7f) return { kind: "signaled", tid, sig: low, core: (status & 0x80) !== 0 };
+  const sig = (status >> 8) & 0xff;
+  const event = (status >>> 16) & 0xffff;
+  let stop: StopKind;
+  if (event === 0) stop = "signal-delivery";
+  else if (event === PTRACE_EVENT.STOP) stop = STOP_SIGNALS.has(sig) ? "group" : "interrupt";
+  else stop = "event";
+  return { kind: "stopped", tid, sig, event, stop };
+}
+
+/**
+ * `waitpid(tid, &status, __WALL | flags)` for one specific thread. Waiting on
+ * -1 would reap events of unrelated children of this Node process (SPEC §12).
+ * With `WNOHANG` and nothing to report, returns `{ kind: "none" }`; `EINTR` is retried.
+ */
+export function waitTid(tid: number, flags = 0): WaitStatus {
+  const out = [0];
+  for (;;) {
+    const r = c_waitpid(tid, out, flags | WAIT.__WALL) as number;
+    if (r === 0) return { kind: "none", tid };
+    if (r === -1) {
+      const e = errno();
+      if (e === osConstants.errno.EINTR) continue;
+      throw callError("waitpid", e, tid);
+    }
+    return decodeWaitStatus(tid, out[0] ?? 0);
+  }
+}
+
+/** `tgkill(tgid, tid, sig)`: send a signal to one thread. */
+export function tgkill(tgid: number, tid: number, sig: number): void {
+  if ((c_tgkill(tgid, tid, sig) as number) === -1) throw callError("tgkill", errno(), tid);
+}
+
+/** `sigqueue(pid, sig, value)`: queue a signal with a value (real-time signals queue, never merge). */
+export function sigqueue(pid: number, sig: number, value: bigint): void {
+  if ((c_sigqueue(pid, sig, value) as number) === -1)
+    throw callError("sigqueue", errno(), undefined, `pid ${pid}`);
+}
+
+/** glibc's `SIGRTMIN` (the kernel's 32 and 33 are taken by the threading library). */
+export const SIGRTMIN = 34;
+
+/** The pid of this (tracer) process, as the kernel sees it. */
+export function getpid(): number {
+  return c_getpid() as number;
+}
+
+function iovec(base: bigint, len: number): Buffer {
+  const iov = Buffer.alloc(16);
+  iov.writeBigUInt64LE(base, 0);
+  iov.writeBigUInt64LE(BigInt(len), 8);
+  return iov;
+}
+
+/**
+ * `process_vm_readv` of `len` bytes at `addr` in `pid`. Returns the bytes read,
+ * which can be fewer than `len` when the range runs into an unmapped page.
+ * Honours page protections (unlike `/proc/PID/mem`), so it fails on
+ * execute-only pages.
+ */
+export function processVmReadv(pid: number, addr: bigint, len: number): Uint8Array {
+  const buf = Buffer.alloc(len);
+  if (len === 0) return buf;
+  const n = c_pvm_readv(pid, iovec(koffi.address(buf), len), 1n, iovec(addr, len), 1n, 0n) as number | bigint;
+  if (Number(n) === -1)
+    throw callError("process_vm_readv", errno(), undefined, `pid ${pid} address 0x${addr.toString(16)}`);
+  return buf.subarray(0, Number(n));
+}
+
+/** `process_vm_writev` of `bytes` at `addr` in `pid`; returns the count written. Fails on read-only pages. */
+export function processVmWritev(pid: number, addr: bigint, bytes: Uint8Array): number {
+  if (bytes.length === 0) return 0;
+  const buf = Buffer.from(bytes);
+  const n = c_pvm_writev(pid, iovec(koffi.address(buf), buf.length), 1n, iovec(addr, buf.length), 1n, 0n) as
+    | number
+    | bigint;
+  if (Number(n) === -1)
+    throw callError("process_vm_writev", errno(), undefined, `pid ${pid} address 0x${addr.toString(16)}`);
+  return Number(n);
+}

@@ -1,0 +1,489 @@
+/**
+ * Every thread of one live process under ptrace: seize, quiesce (stop all),
+ * resume, detach (SPEC §6 "quiescing"). Built on the synchronous wrappers of
+ * `libc.ts`; nothing here ever yields to the event loop while threads are
+ * stopped, and every ptrace/waitpid call stays on the main thread (SPEC §12).
+ *
+ * Stopping uses `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, which sends no signal, so
+ * there is no SIGSTOP to hide from the target afterwards. `PTRACE_O_EXITKILL`
+ * is deliberately not set: if xsplice dies, the kernel detaches and the target
+ * keeps running.
+ *
+ * Signals (SPEC §6: "signals that arrive during the stop are delivered
+ * afterwards"): a signal that a thread dequeues while we stop it shows up as a
+ * signal-delivery-stop; we pass it straight on with `PTRACE_CONT(sig)` and
+ * interrupt the thread again, so it is delivered exactly as if it had arrived
+ * just before the stop, and never swallowed. Signals that arrive while threads
+ * are stopped stay queued in the kernel (real-time ones keep their count and
+ * values) and are dequeued after `resume()`.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { XspliceError } from "../errors.ts";
+import {
+  getpid,
+  PTRACE_EVENT,
+  PTRACE_O,
+  ptraceCont,
+  ptraceDetach,
+  ptraceGetEventMsg,
+  ptraceGetRegs,
+  ptraceInterrupt,
+  ptraceListen,
+  ptraceSeize,
+  ptraceSetRegs,
+  type Regs,
+  type StopKind,
+  signalName,
+  WAIT,
+  type WaitStatus,
+  waitTid,
+} from "./libc.ts";
+
+/** Options for stopping a process. */
+export interface StopOptions {
+  /** Upper bound on the time to get every thread stopped, in ms (default 1000). Past it: `EBUSY`. */
+  timeoutMs?: number;
+}
+
+/** What one traced thread is doing, from the tracer's point of view. */
+interface ThreadState {
+  tid: number;
+  /** False while the thread sits in a ptrace-stop. */
+  running: boolean;
+  /** Kind of the current stop (meaningful when not running). */
+  stop: StopKind;
+}
+
+const SEIZE_OPTIONS = PTRACE_O.TRACECLONE | PTRACE_O.TRACEEXEC;
+const DEFAULT_TIMEOUT_MS = 1000;
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+
+/** Sleep synchronously; the caller holds stopped threads and must not yield to the event loop. */
+export function sleepSync(ms: number): void {
+  Atomics.wait(SLEEPER, 0, 0, ms);
+}
+
+/** Back-off for polling waits: spin briefly (stops usually arrive in microseconds), then sleep up to 1 ms. */
+export function backoff(round: number): void {
+  if (round < 20) return;
+  sleepSync(Math.min(1, 0.02 * 2 ** Math.min(6, (round - 20) / 4)));
+}
+
+function nowMs(): number {
+  return performance.now();
+}
+
+/** The tids in `/proc/PID/task`, or `ESRCH` when the process does not exist. */
+export function listTids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch (err) {
+    throw new XspliceError("ESRCH", `no process ${pid}`, { pid }, { cause: err });
+  }
+}
+
+/** A thread's state letter from `/proc/PID/task/TID/stat` (`R`, `S`, `t`, `Z`...), or `X` when gone. */
+export function threadStateLetter(pid: number, tid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "latin1");
+    // The comm field may hold spaces and parentheses: the state follows the last ')'.
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) || "X";
+  } catch {
+    return "X";
+  }
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "?";
+  }
+}
+
+function tracerPidOfThread(pid: number, tid: number): number {
+  try {
+    const m = /^TracerPid:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * One process under ptrace. Created stopped by `Tracee.seize`; `resume()`
+ * lets it run while staying attached, `quiesce()` stops it again, `detach()`
+ * lets it go. A Tracee is single-owner state: do not share one between callers.
+ */
+export class Tracee {
+  /** The process (thread-group) id. */
+  readonly pid: number;
+  private readonly state = new Map<number, ThreadState>();
+  private attached = true;
+
+  private constructor(pid: number) {
+    this.pid = pid;
+  }
+
+  /**
+   * Seize every thread of `pid` and stop it. New threads created meanwhile
+   * are caught by `PTRACE_O_TRACECLONE` and by re-reading `/proc/PID/task`
+   * until it is stable; threads that exit meanwhile are dropped.
+   * Errors: `ESRCH` (no such process), `EPERM` (not permitted), `EBUSY`
+   * (already traced by another process, or not stopped within `timeoutMs`).
+   */
+  static seize(pid: number, opts: StopOptions = {}): Tracee {
+    if (!Number.isSafeInteger(pid) || pid <= 0) throw new XspliceError("ESRCH", `no process ${pid}`, { pid });
+    const deadline = nowMs() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const t = new Tracee(pid);
+    try {
+      for (let round = 0; ; round++) {
+        const fresh = listTids(pid).filter((tid) => !t.state.has(tid));
+        if (fresh.length === 0 && round > 0) break;
+        for (const tid of fresh) t.attachThread(tid);
+        t.waitAllStopped(deadline);
+        if (t.state.size === 0)
+          throw new XspliceError("ESRCH", `process ${pid} exited while being stopped`, { pid });
+      }
+    } catch (err) {
+      t.abandon();
+      throw err;
+    }
+    return t;
+  }
+
+  /** Seize one thread and ask it to stop; a thread that is gone already is skipped. */
+  private attachThread(tid: number): void {
+    try {
+      ptraceSeize(tid, SEIZE_OPTIONS);
+    } catch (err) {
+      if (!(err instanceof XspliceError)) throw err;
+      if (err.errno === "ESRCH") return; // exited between the listing and the seize
+      if (err.errno !== "EPERM") throw err;
+      const tracer = tracerPidOfThread(this.pid, tid);
+      // Auto-attached through PTRACE_O_TRACECLONE before we saw its clone event: it is ours already.
+      if (tracer !== 0 && tracer === getpid()) {
+        if (!this.state.has(tid)) this.state.set(tid, { tid, running: true, stop: "interrupt" });
+        this.interrupt(tid);
+        return;
+      }
+      if (tracer !== 0) {
+        throw new XspliceError(
+          "EBUSY",
+          `cannot seize process ${this.pid}: already traced by PID ${tracer} (${commOf(tracer)})`,
+          { pid: this.pid, tid },
+        );
+      }
+      if ("ZX".includes(threadStateLetter(this.pid, tid))) return; // exiting: a zombie cannot be traced
+      throw new XspliceError(
+        "EPERM",
+        `not permitted to trace process ${this.pid} (tid ${tid}): run as root or as its owner, and check kernel.yama.ptrace_scope`,
+        { pid: this.pid, tid },
+      );
+    }
+    this.state.set(tid, { tid, running: true, stop: "interrupt" });
+    this.interrupt(tid);
+  }
+
+  private interrupt(tid: number): void {
+    try {
+      ptraceInterrupt(tid);
+    } catch (err) {
+      // ESRCH: the thread is exiting; the wait reports its exit.
+      if (!(err instanceof XspliceError) || err.errno !== "ESRCH") throw err;
+    }
+  }
+
+  private cont(tid: number, sig: number): void {
+    try {
+      ptraceCont(tid, sig);
+    } catch (err) {
+      // ESRCH: killed while stopped (SIGKILL wakes traced threads); the wait reports its exit.
+      if (!(err instanceof XspliceError) || err.errno !== "ESRCH") throw err;
+    }
+  }
+
+  /**
+   * Handle one wait report while stopping. Returns true once the thread sits
+   * in an interrupt- or group-stop with no trap left pending; every other stop
+   * is passed on (a signal is delivered, never swallowed) and the thread
+   * interrupted again. Re-interrupting after each pass-through matters: any
+   * trap clears a pending `PTRACE_INTERRUPT`, and one that arrived while the
+   * thread sat in another stop would fire after `resume()` and leave the
+   * thread stopped with nobody waiting for it.
+   */
+  private onStopping(st: WaitStatus): boolean {
+    const tid = st.tid;
+    if (st.kind === "none") return false;
+    if (st.kind === "exited" || st.kind === "signaled") {
+      this.state.delete(tid);
+      return true;
+    }
+    const th = this.state.get(tid);
+    if (!th) return true;
+    switch (st.stop) {
+      case "interrupt":
+      case "group":
+        th.running = false;
+        th.stop = st.stop;
+        return true;
+      case "signal-delivery":
+        this.cont(tid, st.sig);
+        this.interrupt(tid);
+        return false;
+      case "event":
+        this.onEvent(tid, st.event);
+        this.cont(tid, 0);
+        this.interrupt(tid);
+        return false;
+    }
+  }
+
+  /** Bookkeeping for `PTRACE_EVENT_*` stops. */
+  private onEvent(tid: number, event: number): void {
+    if (event === PTRACE_EVENT.CLONE) {
+      // The new thread is auto-attached and starts in a PTRACE_EVENT_STOP of its own.
+      const child = Number(ptraceGetEventMsg(tid));
+      if (!this.state.has(child)) this.state.set(child, { tid: child, running: true, stop: "interrupt" });
+    } else if (event === PTRACE_EVENT.EXEC) {
+      // execve leaves one thread, now with tid == pid; the others are gone without an exit report.
+      for (const other of [...this.state.keys()]) if (other !== this.pid) this.state.delete(other);
+      if (!this.state.has(this.pid))
+        this.state.set(this.pid, { tid: this.pid, running: true, stop: "interrupt" });
+    }
+  }
+
+  /** Wait until every thread marked running has reached a stop, or throw `EBUSY` at the deadline. */
+  private waitAllStopped(deadline: number): void {
+    let lastProgress = nowMs();
+    for (let round = 0; ; round++) {
+      let pending = 0;
+      let progress = false;
+      for (const th of [...this.state.values()]) {
+        if (!th.running) continue;
+        let st: WaitStatus;
+        try {
+          st = waitTid(th.tid, WAIT.WNOHANG);
+        } catch (err) {
+          // ECHILD: no longer ours to wait for (gone, reaped with its process).
+          if (err instanceof XspliceError && err.errno === "ECHILD") {
+            this.state.delete(th.tid);
+            progress = true;
+            continue;
+          }
+          throw err;
+        }
+        if (st.kind !== "none") progress = true;
+        if (!this.onStopping(st)) pending++;
+      }
+      if (pending === 0) return;
+      const now = nowMs();
+      if (progress) {
+        lastProgress = now;
+        round = 0;
+        continue;
+      }
+      // A zombie thread (e.g. a leader that called pthread_exit) never stops: drop it.
+      if (now - lastProgress > 5) {
+        for (const th of [...this.state.values()])
+          if (th.running && "ZX".includes(threadStateLetter(this.pid, th.tid))) this.state.delete(th.tid);
+        lastProgress = now;
+      }
+      if (now > deadline) {
+        const late = [...this.state.values()].filter((th) => th.running).map((th) => th.tid);
+        throw new XspliceError(
+          "EBUSY",
+          `process ${this.pid}: thread(s) ${late.join(", ")} did not stop within the timeout`,
+          { pid: this.pid, tid: late[0] },
+        );
+      }
+      backoff(round);
+    }
+  }
+
+  /** The tids of the traced threads, ascending. */
+  get threads(): number[] {
+    return [...this.state.keys()].sort((a, b) => a - b);
+  }
+
+  /** True when every traced thread sits in a ptrace-stop. */
+  get stopped(): boolean {
+    for (const th of this.state.values()) if (th.running) return false;
+    return true;
+  }
+
+  /** True until `detach()`. */
+  get isAttached(): boolean {
+    return this.attached;
+  }
+
+  private stoppedThread(tid: number): ThreadState {
+    if (!this.attached) throw new XspliceError("ESRCH", `process ${this.pid} is no longer attached`, { tid });
+    const th = this.state.get(tid);
+    if (!th)
+      throw new XspliceError("ESRCH", `thread ${tid} is not a traced thread of process ${this.pid}`, { tid });
+    if (th.running) throw new XspliceError("EINVAL", `thread ${tid} is running; quiesce first`, { tid });
+    return th;
+  }
+
+  /** Registers of a stopped thread. */
+  regs(tid: number): Regs {
+    this.stoppedThread(tid);
+    return ptraceGetRegs(tid);
+  }
+
+  /** Set the registers of a stopped thread. */
+  setRegs(tid: number, regs: Regs): void {
+    this.stoppedThread(tid);
+    ptraceSetRegs(tid, regs);
+  }
+
+  /**
+   * Stop every thread again after `resume()`. Threads created while running
+   * were auto-attached; their clone events are processed here.
+   */
+  quiesce(opts: StopOptions = {}): void {
+    if (!this.attached)
+      throw new XspliceError("ESRCH", `process ${this.pid} is no longer attached`, { pid: this.pid });
+    const deadline = nowMs() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    for (const th of this.state.values()) if (th.running) this.interrupt(th.tid);
+    this.waitAllStopped(deadline);
+    if (this.state.size === 0)
+      throw new XspliceError("ESRCH", `process ${this.pid} has exited`, { pid: this.pid });
+  }
+
+  /**
+   * Let every thread run again, still attached. A thread in group-stop (the
+   * process was SIGSTOPped by someone) gets `PTRACE_LISTEN` instead, so it stays
+   * stopped as it would be without us. A thread whose last stop was an
+   * injected trap (remote call) is continued with signal 0: that trap is ours.
+   *
+   * While resumed and attached, a thread that receives a signal or creates a
+   * thread stops until the tracer next waits (`poll`, `quiesce`, `detach`);
+   * keep resumed attachments short or call `poll()`.
+   */
+  resume(): void {
+    if (!this.attached)
+      throw new XspliceError("ESRCH", `process ${this.pid} is no longer attached`, { pid: this.pid });
+    for (const th of this.state.values()) {
+      if (th.running) continue;
+      if (th.stop === "group") {
+        try {
+          ptraceListen(th.tid);
+        } catch (err) {
+          if (!(err instanceof XspliceError) || err.errno !== "ESRCH") throw err;
+        }
+      } else this.cont(th.tid, 0);
+      th.running = true;
+    }
+  }
+
+  /**
+   * Service stops of a resumed process without stopping it: deliver signals,
+   * adopt new threads, let group-stops stand. Returns the number of reports handled.
+   */
+  poll(): number {
+    let handled = 0;
+    for (const th of [...this.state.values()]) {
+      if (!th.running) continue;
+      let st: WaitStatus;
+      try {
+        st = waitTid(th.tid, WAIT.WNOHANG);
+      } catch (err) {
+        if (err instanceof XspliceError && err.errno === "ECHILD") {
+          this.state.delete(th.tid);
+          continue;
+        }
+        throw err;
+      }
+      if (st.kind === "none") continue;
+      handled++;
+      if (st.kind !== "stopped") {
+        this.state.delete(th.tid);
+        continue;
+      }
+      if (st.stop === "group") ptraceListen(th.tid);
+      else if (st.stop === "event") {
+        this.onEvent(th.tid, st.event);
+        this.cont(th.tid, 0);
+      } else this.cont(th.tid, st.stop === "signal-delivery" ? st.sig : 0);
+    }
+    return handled;
+  }
+
+  /**
+   * Mark a thread's current stop as one xsplice caused (a trap after an
+   * injected call or step), so that `resume()` continues it without passing
+   * that signal on. Used by `remote-call.ts`.
+   */
+  noteTrap(tid: number): void {
+    const th = this.stoppedThread(tid);
+    th.stop = "signal-delivery";
+  }
+
+  /** Forget a thread that exited (e.g. during an injected call). */
+  forget(tid: number): void {
+    this.state.delete(tid);
+  }
+
+  /** Record a thread announced by a `PTRACE_EVENT_CLONE` stop seen outside this class. */
+  adopt(tid: number): void {
+    if (!this.state.has(tid)) this.state.set(tid, { tid, running: true, stop: "interrupt" });
+  }
+
+  /**
+   * Let every thread go, running as before the seize. A process that was in
+   * group-stop (SIGSTOPped by someone else) stays stopped: the kernel
+   * re-enters the group-stop on detach. Threads must be in a ptrace-stop to be
+   * detached, so a resumed process is quiesced first.
+   */
+  detach(opts: StopOptions = {}): void {
+    if (!this.attached) return;
+    let failure: unknown;
+    if (!this.stopped) {
+      try {
+        this.quiesce(opts);
+      } catch (err) {
+        failure = err;
+      }
+    }
+    for (const th of this.state.values()) {
+      if (th.running) continue;
+      try {
+        ptraceDetach(th.tid, 0);
+      } catch (err) {
+        if (!(err instanceof XspliceError) || err.errno !== "ESRCH") failure ??= err;
+      }
+    }
+    this.attached = false;
+    this.state.clear();
+    if (failure && !(failure instanceof XspliceError && failure.errno === "ESRCH")) throw failure;
+  }
+
+  /** Best-effort release after a failed seize: detach what stopped; the rest is released when we exit. */
+  private abandon(): void {
+    try {
+      this.detach({ timeoutMs: 100 });
+    } catch {
+      // Already failing; the original error is the one to report.
+    }
+  }
+
+  /** A description of a stop for error messages: `SIGSEGV at 0x401136`. */
+  static describeSignal(sig: number, pc: bigint): string {
+    return `${signalName(sig)} at 0x${pc.toString(16)}`;
+  }
+}
+
+/**
+ * Seize and stop `pid`, run `fn` with every thread stopped, then resume and
+ * detach, also when `fn` throws.
+ */
+export function withStoppedProcess<T>(pid: number, opts: StopOptions, fn: (tracee: Tracee) => T): T {
+  const tracee = Tracee.seize(pid, opts);
+  try {
+    return fn(tracee);
+  } finally {
+    tracee.detach(opts);
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Seize, quiesce, resume and detach on a real multi-threaded process
+ * (test/fixtures/process/target.c): results stay right, no thread is lost,
+ * queued signals all arrive, blocked system calls carry on (SPEC §6, §12).
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { connect } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { SIGRTMIN, sigqueue } from "../../src/process/libc.ts";
+import { readMemory, writeMemory } from "../../src/process/memory.ts";
+import { Tracee, threadStateLetter, withStoppedProcess } from "../../src/process/threads.ts";
+import { compileC } from "../helpers/cc.ts";
+import { startTarget, symbolAddress, type Target } from "../helpers/target.ts";
+
+const exe = compileC({ sources: ["process/target.c"], kind: "exe", libs: ["-lpthread"] });
+
+interface Status {
+  progress: number;
+  errors: number;
+  rt: number;
+  rtsum: number;
+}
+
+async function status(t: Target): Promise<Status> {
+  const from = t.lines.length;
+  t.send("status");
+  const line = await t.waitFor(/^status /, { from });
+  const m = /progress=(\d+) errors=(\d+) rt=(\d+) rtsum=(\d+)/.exec(line)!;
+  return { progress: Number(m[1]), errors: Number(m[2]), rt: Number(m[3]), rtsum: Number(m[4]) };
+}
+
+function tasks(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`)
+    .map(Number)
+    .sort((a, b) => a - b);
+}
+
+function accepted(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, "127.0.0.1");
+    let got = "";
+    s.setEncoding("utf8");
+    s.on("data", (d: string) => {
+      got += d;
+    });
+    s.on("end", () => resolve(got));
+    s.on("error", reject);
+  });
+}
+
+describe("threads: stop and resume a 4-worker process", () => {
+  let t: Target;
+  before(async () => {
+    t = await startTarget(exe, ["4", "spin"]);
+  });
+  after(() => t.kill());
+
+  it("seize stops every thread listed in /proc/PID/task", () => {
+    withStoppedProcess(t.pid, {}, (tr) => {
+      assert.deepEqual(tr.threads, tasks(t.pid));
+      // 4 workers + acceptor + poller + main
+      assert.equal(tr.threads.length, 7);
+      for (const tid of tr.threads) assert.equal(threadStateLetter(t.pid, tid), "t", `tid ${tid} is stopped`);
+      assert.ok(tr.stopped);
+    });
+    for (const tid of tasks(t.pid)) assert.notEqual(threadStateLetter(t.pid, tid), "t");
+  });
+
+  it("1,000 quiesce/resume cycles with queued SIGRTMIN: no wrong result, no thread lost, every signal arrives", async () => {
+    const before = await status(t);
+    const sleepLine = t.lines.length;
+    t.send("sleep 300"); // a thread in nanosleep across the cycles
+    await new Promise((r) => setTimeout(r, 20));
+    const tr = Tracee.seize(t.pid);
+    const threadsAtStart = tr.threads;
+    let sent = 0;
+    let valueSum = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < 1000; i++) {
+      if (i % 5 === 0) {
+        // Queued while every thread is stopped: must stay queued and all be delivered.
+        sigqueue(t.pid, SIGRTMIN, BigInt(i + 1));
+        sent++;
+        valueSum += i + 1;
+      }
+      tr.resume();
+      tr.quiesce();
+    }
+    const elapsed = performance.now() - t0;
+    assert.deepEqual(tr.threads, threadsAtStart, "same threads after the cycles");
+    tr.detach();
+    const slept = Number(/^slept (\d+)/.exec(await t.waitFor(/^slept /, { from: sleepLine }))![1]);
+    const afterCycles = await status(t);
+    assert.equal(afterCycles.errors, 0, "no worker computed a wrong result");
+    assert.ok(afterCycles.progress > before.progress, "workers progressed");
+    assert.equal(afterCycles.rt - before.rt, sent, `all ${sent} queued SIGRTMIN delivered`);
+    assert.equal(afterCycles.rtsum - before.rtsum, valueSum, "each with its value");
+    // nanosleep keeps its total: restarted with the remaining time, neither cut short nor restarted from zero.
+    assert.ok(slept >= 300, `nanosleep(300ms) took ${slept} ms`);
+    assert.ok(slept < 300 + elapsed + 500, `nanosleep(300ms) took ${slept} ms`);
+    assert.ok(
+      !t.lines.some((l) => l.startsWith("ERROR")),
+      t.lines.filter((l) => l.startsWith("ERROR")).join("\n"),
+    );
+  });
+
+  it("200 seize/detach cycles keep the process running correctly", async () => {
+    const before = await status(t);
+    for (let i = 0; i < 200; i++) {
+      const tr = Tracee.seize(t.pid);
+      assert.equal(tr.threads.length, 7);
+      tr.detach();
+    }
+    const afterCycles = await status(t);
+    assert.equal(afterCycles.errors, 0);
+    assert.ok(afterCycles.progress > before.progress);
+    assert.deepEqual(tasks(t.pid).length, 7);
+  });
+
+  it("threads blocked in read, accept and epoll_wait continue after cycles", async () => {
+    const tr = Tracee.seize(t.pid);
+    for (let i = 0; i < 50; i++) {
+      tr.resume();
+      tr.quiesce();
+    }
+    tr.detach();
+    // read: the main thread answers a command written after the cycles
+    const s = await status(t);
+    assert.equal(s.errors, 0);
+    // accept
+    const port = Number(/port=(\d+)/.exec(t.readyLine)![1]);
+    assert.equal(await accepted(port), "accepted\n");
+    // epoll_wait
+    const from = t.lines.length;
+    t.send("poke");
+    assert.equal(await t.waitFor(/^epoll woke/, { from }), "epoll woke 1");
+  });
+
+  it("reads and writes memory, also on read-only code pages", () => {
+    const fn = symbolAddress(t.pid, exe, "xs_args6");
+    withStoppedProcess(t.pid, {}, (tr) => {
+      const code = readMemory(t.pid, fn, 16);
+      // oracle: the same bytes in the executable file
+      const off = fileOffsetOf("xs_args6");
+      assert.deepEqual(Buffer.from(code), readFileSync(exe).subarray(off, off + 16));
+      const patched = Uint8Array.from(code, (b, i) => (i < 3 ? b ^ 0xff : b));
+      writeMemory(t.pid, fn, patched);
+      assert.deepEqual(readMemory(t.pid, fn, 16), patched);
+      // the ptrace fallback sees the same bytes, unaligned
+      assert.deepEqual(readMemory(t.pid, fn + 1n, 5, { tid: tr.threads[0] }), patched.subarray(1, 6));
+      writeMemory(t.pid, fn, code);
+      assert.deepEqual(readMemory(t.pid, fn, 16), code);
+    });
+  });
+
+  it("unmapped memory is EFAULT naming the address", () => {
+    assert.throws(
+      () => readMemory(t.pid, 0x10n, 8),
+      (e: Error & { errno?: string }) => e.errno === "EFAULT" && /0x10/.test(e.message),
+    );
+    assert.throws(
+      () => writeMemory(t.pid, 0x10n, new Uint8Array(4)),
+      (e: Error & { errno?: string }) => e.errno === "EFAULT",
+    );
+  });
+});
+
+/** File offset of a symbol: its nm value minus the .text address plus the .text file offset (readelf -S). */
+function fileOffsetOf(sym: string): number {
+  const nm = execFileSync("nm", [exe], { encoding: "utf8" });
+  const value = BigInt(
+    `0x${
+      nm
+        .split("\n")
+        .find((l) => l.endsWith(` ${sym}`))!
+        .split(" ")[0]
+    }`,
+  );
+  const sections = execFileSync("readelf", ["-SW", exe], { encoding: "utf8" });
+  const m = /\.text\s+PROGBITS\s+([0-9a-f]+)\s+([0-9a-f]+)/.exec(sections)!;
+  return Number(value - BigInt(`0x${m[1]}`) + BigInt(`0x${m[2]}`));
+}
