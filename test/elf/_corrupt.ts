@@ -85,6 +85,22 @@ export class Patch {
     if (!s) throw new Error(`no section ${which}`);
     return s;
   }
+  /** Overwrite `width` bytes at file offset `at`. */
+  poke(at: number, width: number, value: number | bigint): this {
+    put(this.bytes, at, width, value);
+    return this;
+  }
+  /** Overwrite bytes inside a section's data; a negative `at` counts from the section's end. */
+  inSection(
+    which: string | ((s: Section) => boolean),
+    at: number,
+    width: number,
+    value: number | bigint,
+  ): this {
+    const s = this.find(which);
+    put(this.bytes, s.offset + (at < 0 ? s.size + at : at), width, value);
+    return this;
+  }
   /** Overwrite a field of symbol `index` of `.symtab` (offsets as in Elf64_Sym). */
   symbol(index: number, field: "name" | "shndx", value: number): this {
     const t = this.find(".symtab");
