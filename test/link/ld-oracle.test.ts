@@ -29,17 +29,15 @@ interface Variant {
   flags: string[];
   /** Base of RX; RW and R follow with a gap. */
   base: bigint;
-  /** Undefined symbols (other than TLS ones) and their addresses, in reach of the base. */
-  externals: string[];
   tls?: boolean;
 }
 
 const COMMON = ["-O2", "-g", "-ffunction-sections", "-fdata-sections"];
 const variants: Variant[] = [
   // Non-PIC code uses 32-bit absolute addresses: payload and externals below 2 GiB.
-  { name: "non-PIC", source: "link/payload-like.c", flags: ["-fno-pic"], base: 0x4000_0000n, externals: [] },
-  { name: "PIC", source: "link/payload-like.c", flags: ["-fPIC"], base: 0x7f12_3456_0000n, externals: [] },
-  { name: "PIE", source: "link/payload-like.c", flags: ["-fpie"], base: 0x5555_5555_0000n, externals: [] },
+  { name: "non-PIC", source: "link/payload-like.c", flags: ["-fno-pic"], base: 0x4000_0000n },
+  { name: "PIC", source: "link/payload-like.c", flags: ["-fPIC"], base: 0x7f12_3456_0000n },
+  { name: "PIE", source: "link/payload-like.c", flags: ["-fpie"], base: 0x5555_5555_0000n },
   {
     name: "TLS non-PIC",
     source: "link/tls-use.c",
