@@ -43,7 +43,6 @@ const variants: Variant[] = [
     source: "link/tls-use.c",
     flags: ["-fno-pic"],
     base: 0x4000_0000n,
-    externals: [],
     tls: true,
   },
   {
@@ -51,7 +50,6 @@ const variants: Variant[] = [
     source: "link/tls-use.c",
     flags: ["-fPIC"],
     base: 0x7f12_3456_0000n,
-    externals: [],
     tls: true,
   },
 ];
