@@ -1,6 +1,7 @@
 /**
  * `xsplice build FILE.c... --target ELF -o OUT [--depends PAYLOAD] [--cc CC]
- * [--cflags "..."] [--name N]` (SPEC §10, §11): a payload written by hand in C.
+ * [--cflags="..."] [--name N]` (SPEC §10, §11): a payload written by hand in C.
+ * `--cflags` takes its value after `=` because the flags start with a dash.
  * The JSON document: `{path, buildId, target, depends, funcs: [{name, oldAddr,
  * oldSize, newSize, nop, replacement?}], symbols: [{name, addr}], external}`.
  */
@@ -60,7 +61,7 @@ export function buildText(r: BuildResult): string {
 /** `xsplice build`. */
 export const buildCommand: Command = {
   name: "build",
-  usage: "build FILE.c... --target ELF -o FILE [--depends PAYLOAD] [--cc CC] [--cflags FLAGS] [--name N]",
+  usage: "build FILE.c... --target ELF -o FILE [--depends PAYLOAD] [--cc CC] [--cflags=FLAGS] [--name N]",
   summary: "compile a hand-written payload (xsplice.h) against a target",
   options: {
     target: { type: "string" },
