@@ -162,7 +162,8 @@ export class Tracee {
       if (err.errno !== "EPERM") throw err;
       const tracer = tracerPidOfThread(this.pid, tid);
       // Auto-attached through PTRACE_O_TRACECLONE before we saw its clone event: it is ours already.
-      if (tracer !== 0 && tracer === getpid()) {
+      // (Only once some thread is ours: a process held by another Tracee of this process is EBUSY.)
+      if (tracer !== 0 && tracer === getpid() && this.state.size > 0) {
         if (!this.state.has(tid)) this.state.set(tid, { tid, running: true, stop: "interrupt" });
         this.interrupt(tid);
         return;

@@ -74,23 +74,28 @@ describe("threads: stop and resume a 4-worker process", () => {
     t.send("sleep 300"); // a thread in nanosleep across the cycles
     await new Promise((r) => setTimeout(r, 20));
     const tr = Tracee.seize(t.pid);
-    const threadsAtStart = tr.threads;
     let sent = 0;
     let valueSum = 0;
-    const t0 = performance.now();
-    for (let i = 0; i < 1000; i++) {
-      if (i % 5 === 0) {
-        // Queued while every thread is stopped: must stay queued and all be delivered.
-        sigqueue(t.pid, SIGRTMIN, BigInt(i + 1));
-        sent++;
-        valueSum += i + 1;
+    let elapsed = 0;
+    try {
+      const t0 = performance.now();
+      for (let i = 0; i < 1000; i++) {
+        if (i % 5 === 0) {
+          // Queued while every thread is stopped: must stay queued and all be delivered.
+          sigqueue(t.pid, SIGRTMIN, BigInt(i + 1));
+          sent++;
+          valueSum += i + 1;
+        }
+        tr.resume();
+        tr.quiesce();
       }
-      tr.resume();
-      tr.quiesce();
+      elapsed = performance.now() - t0;
+      // No thread lost: the tracee holds exactly the threads the kernel lists (the sleeper may have ended).
+      assert.deepEqual(tr.threads, tasks(t.pid));
+      assert.ok(tr.threads.length >= 7);
+    } finally {
+      tr.detach();
     }
-    const elapsed = performance.now() - t0;
-    assert.deepEqual(tr.threads, threadsAtStart, "same threads after the cycles");
-    tr.detach();
     const slept = Number(/^slept (\d+)/.exec(await t.waitFor(/^slept /, { from: sleepLine }))![1]);
     const afterCycles = await status(t);
     assert.equal(afterCycles.errors, 0, "no worker computed a wrong result");
@@ -109,9 +114,7 @@ describe("threads: stop and resume a 4-worker process", () => {
   it("200 seize/detach cycles keep the process running correctly", async () => {
     const before = await status(t);
     for (let i = 0; i < 200; i++) {
-      const tr = Tracee.seize(t.pid);
-      assert.equal(tr.threads.length, 7);
-      tr.detach();
+      withStoppedProcess(t.pid, {}, (tr) => assert.equal(tr.threads.length, 7));
     }
     const afterCycles = await status(t);
     assert.equal(afterCycles.errors, 0);
@@ -120,12 +123,12 @@ describe("threads: stop and resume a 4-worker process", () => {
   });
 
   it("threads blocked in read, accept and epoll_wait continue after cycles", async () => {
-    const tr = Tracee.seize(t.pid);
-    for (let i = 0; i < 50; i++) {
-      tr.resume();
-      tr.quiesce();
-    }
-    tr.detach();
+    withStoppedProcess(t.pid, {}, (tr) => {
+      for (let i = 0; i < 50; i++) {
+        tr.resume();
+        tr.quiesce();
+      }
+    });
     // read: the main thread answers a command written after the cycles
     const s = await status(t);
     assert.equal(s.errors, 0);
