@@ -5,14 +5,7 @@
  * keeps one tool in charge of layout and relocations, so the payload is what
  * `gcc -c` + `ld -r` would make of a hand-written file.
  */
-
-/** One `.xsplice.symbols` entry: a payload's undefined symbol and its link-time address in the target. */
-export interface TargetSymbol {
-  /** The payload's undefined symbol, as the loader will look it up ("file.c#name" for a static). */
-  name: string;
-  /** `st_value` in the target object. */
-  addr: bigint;
-}
+import type { TargetSymbol } from "../payload/types.ts";
 
 /** What goes into the generated file. */
 export interface GeneratedParts {

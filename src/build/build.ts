@@ -21,7 +21,8 @@ import { ET, nameOf, SHF, SHT, STT } from "../elf/defs.ts";
 import { type ElfFile, type ElfSymbol, type Rela, readElf, type Section } from "../elf/index.ts";
 import { XspliceError } from "../errors.ts";
 import { readPayload } from "../payload/index.ts";
-import { generatedAssembly, type TargetSymbol } from "./_generated.ts";
+import type { TargetSymbol } from "../payload/types.ts";
+import { generatedAssembly } from "./_generated.ts";
 import { runTool } from "./_toolchain.ts";
 import { TargetSymbols } from "./target-symbols.ts";
 
