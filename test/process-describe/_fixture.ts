@@ -4,10 +4,10 @@
  * variants: -O2, -O2 -fno-omit-frame-pointer, and a stripped copy of the -O2
  * one with a stripped library next to it.
  */
-import { spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
 import { BUILD_DIR, compileC, tool } from "../helpers/cc.ts";
+import { startTarget } from "../helpers/target.ts";
 
 /** A built variant: the executable and the library beside it. */
 export interface DescribeBuild {
@@ -55,36 +55,23 @@ export function buildDescribe(variant: "O2" | "fp" | "stripped"): DescribeBuild 
 /** A running fixture and the addresses it printed of itself. */
 export interface Running {
   pid: number;
+  /** Thread id of the second thread, also parked in the chain. */
+  worker: number;
   printed: Map<string, bigint>;
   kill(): Promise<void>;
 }
 
-/** Start an executable of the fixture and wait for its `ready pid=N` line. */
+/**
+ * Start an executable of the fixture (as a grandchild, so ptrace tests can
+ * seize it: see test/helpers/target.ts) and wait for `ready pid=N worker=T`.
+ */
 export async function startDescribe(exe: string): Promise<Running> {
-  const child = spawn(exe, [], { stdio: ["ignore", "pipe", "inherit"] });
+  const target = await startTarget(exe);
   const printed = new Map<string, bigint>();
-  let text = "";
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${exe} did not get ready`)), 10000);
-    child.stdout!.setEncoding("utf8");
-    child.stdout!.on("data", (chunk: string) => {
-      text += chunk;
-      if (/^ready pid=\d+$/m.test(text)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`${exe} exited with ${code}`)));
-  });
-  for (const m of text.matchAll(/^(\w+)=(0x[0-9a-f]+)$/gm)) printed.set(m[1]!, BigInt(m[2]!));
-  return {
-    pid: child.pid!,
-    printed,
-    kill: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const gone = new Promise((r) => child.once("exit", r));
-      child.kill("SIGKILL");
-      await gone;
-    },
-  };
+  for (const line of target.lines) {
+    const m = /^(\w+)=(0x[0-9a-f]+)$/.exec(line);
+    if (m) printed.set(m[1]!, BigInt(m[2]!));
+  }
+  const worker = Number(/worker=(\d+)/.exec(target.readyLine)?.[1]);
+  return { pid: target.pid, worker, printed, kill: () => target.kill() };
 }

@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import { closeSync, openSync, readSync } from "node:fs";
 import { test } from "node:test";
 import { readMaps } from "../../src/process/maps.ts";
+import { readMemory } from "../../src/process/memory.ts";
 import { type MappedObject, mappedObjects, objectAt } from "../../src/process/objects.ts";
 import { addressesToCheck, hitsRange, type StackRegisters, stackFacts } from "../../src/process/stack.ts";
+import { Tracee } from "../../src/process/threads.ts";
 import { tool } from "../helpers/cc.ts";
 import { buildDescribe, startDescribe } from "./_fixture.ts";
 
@@ -97,3 +99,36 @@ for (const variant of ["O2", "fp"] as const) {
     }
   });
 }
+
+test("stack facts of both threads seized with ptrace: registers from PTRACE_GETREGS, memory from /proc/PID/mem", async () => {
+  const run = await startDescribe(buildDescribe("O2").exe);
+  let tracee: Tracee | undefined;
+  try {
+    const maps = readMaps(run.pid);
+    const objects = mappedObjects(run.pid, { maps });
+    tracee = Tracee.seize(run.pid, { timeoutMs: 2000 });
+    assert.deepEqual([...tracee.threads].sort(), [run.pid, run.worker].sort());
+    for (const tid of tracee.threads) {
+      const facts = stackFacts({
+        regs: tracee.regs(tid),
+        read: (addr, len) => readMemory(run.pid, addr, len),
+        maps,
+        objectAt: (pc) => objectAt(objects, pc),
+      });
+      assert.equal(facts.method, "eh_frame", `tid ${tid}: ${facts.stopReason}`);
+      assert.equal(facts.complete, true);
+      const named = names(objects, facts.returnAddresses);
+      const c = named.indexOf("chain_c");
+      const callers = tid === run.pid ? ["chain_b", "chain_a", "main"] : ["chain_b", "chain_a", "worker"];
+      assert.deepEqual(named.slice(c + 1, c + 4), callers, `tid ${tid}: ${named.join(" ")}`);
+      // The worker's stack is glibc's anonymous thread stack, not [stack].
+      const stackMap = maps.find(
+        (m) => facts.scanned && m.start <= facts.scanned.start && facts.scanned.end === m.end,
+      );
+      assert.equal(stackMap?.path, tid === run.pid ? "[stack]" : "");
+    }
+  } finally {
+    tracee?.detach();
+    await run.kill();
+  }
+});
