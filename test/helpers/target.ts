@@ -130,13 +130,23 @@ export async function startTarget(
 }
 
 /**
- * Run-time address of symbol `name` of executable `exe` in process `pid`: the
+ * Run-time address of symbol `name` of executable or library `exe` in process `pid`: the
  * symbol's value from `nm` plus the load base (the mapping of `exe` at file
  * offset 0 in `/proc/PID/maps`; 0 for a non-PIE executable).
  */
 export function symbolAddress(pid: number, exe: string, name: string): bigint {
-  const nm = execFileSync("nm", [exe], { encoding: "utf8" });
-  const line = nm.split("\n").find((l) => l.endsWith(` ${name}`));
+  // Shared libraries are often stripped of .symtab: fall back to the dynamic symbols.
+  const find = (args: string[]) =>
+    execFileSync("nm", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+      .split("\n")
+      .find((l) => l.replace(/@.*$/, "").endsWith(` ${name}`) && !/ [Uwv] /.test(l));
+  let line: string | undefined;
+  try {
+    line = find([exe]);
+  } catch {
+    line = undefined;
+  }
+  line ??= find(["-D", exe]);
   if (!line) throw new Error(`${name} not found by nm in ${exe}`);
   const value = BigInt(`0x${line.split(" ")[0]}`);
   const real = realpathSync(exe);
