@@ -39,6 +39,12 @@ export interface ObjectSymbol {
   file?: string;
   /** Found in `.dynsym` (exported to the dynamic linker) rather than `.symtab`. */
   dynamic: boolean;
+  /**
+   * For a thread-local of the executable: its offset from the thread pointer
+   * (`%fs:tpoff`), the value TPOFF32/GOTTPOFF need. Libraries' offsets live in
+   * the dynamic linker's private data and are not given.
+   */
+  tpoff?: bigint;
 }
 
 /** How a name resolved: the symbol, several statics sharing a bare name, or nothing. */
@@ -308,8 +314,14 @@ function makeObject(
     if (!vdsoIndex) vdsoIndex = new SymbolIndex(elf, undefined);
     return vdsoIndex;
   };
-  const bind = (s: IndexedSymbol | undefined): ObjectSymbol | undefined =>
-    s && { ...s, address: s.type === STT.TLS ? s.value : s.value + loadBias };
+  const tlsBlock = kind === "executable" ? executableTlsOffset(elf) : undefined;
+  const bind = (s: IndexedSymbol | undefined): ObjectSymbol | undefined => {
+    if (!s) return undefined;
+    if (s.type !== STT.TLS) return { ...s, address: s.value + loadBias };
+    return tlsBlock === undefined
+      ? { ...s, address: s.value }
+      : { ...s, address: s.value, tpoff: s.value - tlsBlock };
+  };
   const obj: MappedObject = {
     path,
     kind,
@@ -344,6 +356,20 @@ function makeObject(
   };
   if (file?.debugFile) obj.debugFile = file.debugFile;
   return obj;
+}
+
+/**
+ * Where the executable's TLS block sits below the thread pointer (x86-64 uses
+ * TLS variant II: the executable's block ends at %fs:0). glibc places it at
+ * `roundup(memsz - firstbyte, align) + firstbyte` below, with firstbyte the
+ * misalignment of the segment's address (elf/dl-tls.c, TLS_TCB_AT_TP).
+ */
+function executableTlsOffset(elf: ElfFile): bigint | undefined {
+  const tls = elf.programHeaders.find((p) => p.type === PT.TLS);
+  if (!tls || tls.memsz === 0n) return undefined;
+  const align = tls.align > 0n ? tls.align : 1n;
+  const firstbyte = -tls.vaddr & (align - 1n);
+  return ((tls.memsz - firstbyte + align - 1n) / align) * align + firstbyte;
 }
 
 function loadEhFrame(elf: ElfFile): EhFrame | undefined {

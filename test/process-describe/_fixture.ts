@@ -58,6 +58,8 @@ export interface Running {
   /** Thread id of the second thread, also parked in the chain. */
   worker: number;
   printed: Map<string, bigint>;
+  /** Thread-pointer offsets the program printed of its thread-locals. */
+  tpoffs: Map<string, bigint>;
   kill(): Promise<void>;
 }
 
@@ -68,10 +70,13 @@ export interface Running {
 export async function startDescribe(exe: string): Promise<Running> {
   const target = await startTarget(exe);
   const printed = new Map<string, bigint>();
+  const tpoffs = new Map<string, bigint>();
   for (const line of target.lines) {
     const m = /^(\w+)=(0x[0-9a-f]+)$/.exec(line);
     if (m) printed.set(m[1]!, BigInt(m[2]!));
+    const t = /^tpoff (\w+)=(-?\d+)$/.exec(line);
+    if (t) tpoffs.set(t[1]!, BigInt(t[2]!));
   }
   const worker = Number(/worker=(\d+)/.exec(target.readyLine)?.[1]);
-  return { pid: target.pid, worker, printed, kill: () => target.kill() };
+  return { pid: target.pid, worker, printed, tpoffs, kill: () => target.kill() };
 }

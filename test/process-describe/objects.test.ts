@@ -80,6 +80,16 @@ test("load bias of the PIE and the library: looked-up functions equal the addres
   assert.equal(objectAt(objects, plain.printed.get("lib_fn")!), lib);
 });
 
+test("thread-locals of the executable carry their thread-pointer offset", () => {
+  const exe = mappedObjects(plain.pid)[0]!;
+  assert.equal(plain.tpoffs.size, 2);
+  for (const [name, tpoff] of plain.tpoffs) {
+    const s = exe.lookup(name);
+    assert.equal(s?.type, STT.TLS, name);
+    assert.equal(s?.tpoff, tpoff, name);
+  }
+});
+
 test("statics: file.c#name finds each, a bare name only when one file defines it", () => {
   const exe = mappedObjects(plain.pid)[0]!;
   assert.equal(exe.lookup("describe-main.c#dup_static")?.address, plain.printed.get("dup_static"));
