@@ -199,8 +199,9 @@ function uniqueSection(elf: ElfFile, name: string): Section | undefined {
       fail("EINVAL", `two ${name} sections ([${found.index}] and [${s.index}])`, at(s));
     found = s;
   }
-  if (found !== undefined && found.type === SHT.NOBITS && found.size > 0) {
-    fail("EINVAL", `section ${name} has no file data (SHT_NOBITS)`, at(found));
+  // SHT_NOBITS (or SHT_NULL) sections have a size but no bytes in the file.
+  if (found !== undefined && found.size > 0 && found.data().length !== found.size) {
+    fail("EINVAL", `section ${name} (type ${found.type}) has no file data`, at(found));
   }
   return found;
 }
@@ -274,14 +275,14 @@ function pointedString(elf: ElfFile, ref: SymbolRef, what: string, where: ErrorL
     fail("EINVAL", `${what} points to ${symbol.name || "a symbol"} outside the payload`, where);
   }
   const s = elf.section(symbol.section.index);
-  if (s === undefined || s.type === SHT.NOBITS || (s.flags & BigInt(SHF.ALLOC)) === 0n) {
-    fail("EINVAL", `${what} points into a section without loaded data`, where);
+  const data = s.data();
+  if (data.length !== s.size || (s.flags & BigInt(SHF.ALLOC)) === 0n) {
+    fail("EINVAL", `${what} points into ${s.name}, a section without loaded data`, where);
   }
   const start = symbol.value + addend;
   if (start < 0n || start >= BigInt(s.size)) {
     fail("EINVAL", `${what} points to ${hex(start)}, outside ${s.name} (${hex(s.size)} bytes)`, where);
   }
-  const data = s.data();
   const from = Number(start);
   const end = data.indexOf(0, from);
   if (end < 0) fail("EINVAL", `${what} in ${s.name} at ${hex(from)} is not NUL-terminated`, where);

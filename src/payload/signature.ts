@@ -67,7 +67,8 @@ function lastIndexOf(bytes: Uint8Array, needle: Uint8Array): number {
  * section header table or of the last section's data, whichever is later.
  * A marker before that point lies inside the payload (say, a string in its
  * `.rodata`), so it does not start a signature. Returns 0 when the headers are
- * not readable; the ELF reader reports those faults later.
+ * not readable (the ELF reader reports those faults later), and at most the
+ * file's length.
  */
 function elfExtent(bytes: Uint8Array): number {
   if (bytes.length < 64) return 0;
@@ -96,7 +97,7 @@ function elfExtent(bytes: Uint8Array): number {
  */
 export function splitSignature(file: Uint8Array): SignedParts {
   const at = lastIndexOf(file, SIGNATURE_MARKER);
-  if (at < 0 || at < elfExtent(file.subarray(0, at))) return { elf: file };
+  if (at < 0 || at < elfExtent(file)) return { elf: file };
   const h = at + SIGNATURE_MARKER.length;
   const where = { offset: h };
   if (file.length - h < SIGNATURE_HEADER_SIZE) {
@@ -144,12 +145,17 @@ export function splitSignature(file: Uint8Array): SignedParts {
  * What `xsplice` uses when a key comes without an X.509 certificate.
  */
 export function keyIdOf(key: KeyObject | string): Uint8Array {
-  const pub = createPublicKey(key);
+  const pub = publicKeyOf(key);
   return new Uint8Array(
     createHash("sha1")
       .update(pub.export({ type: "spki", format: "der" }))
       .digest(),
   );
+}
+
+/** The public half of a key given as PEM text or as a public or private KeyObject. */
+function publicKeyOf(key: KeyObject | string): KeyObject {
+  return typeof key !== "string" && key.type === "public" ? key : createPublicKey(key);
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -200,7 +206,7 @@ export function verifySignature(
   }
   let pub: KeyObject;
   try {
-    pub = createPublicKey(trusted.key);
+    pub = publicKeyOf(trusted.key);
   } catch (err) {
     throw new XspliceError(
       "EKEYREJECTED",
@@ -246,7 +252,7 @@ export function signPayload(
   let algo: number | undefined;
   let signature: Buffer;
   try {
-    const pub = createPublicKey(key);
+    const pub = publicKeyOf(key);
     algo = algoOfKey(pub);
     if (algo === undefined) {
       throw new XspliceError(
