@@ -4,28 +4,11 @@ import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { compileC } from "../../test/helpers/cc.ts";
 import { XspliceError } from "../errors.ts";
-import { type CfiRow, EhFrame, type RegisterRule } from "./eh-frame.ts";
+import { type CfiRow, EhFrame, type RegisterRule, X86_64_DWARF_REGS } from "./eh-frame.ts";
 import { readElf } from "./file.ts";
 
-const REG_NAMES = [
-  "rax",
-  "rdx",
-  "rcx",
-  "rbx",
-  "rsi",
-  "rdi",
-  "rbp",
-  "rsp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "ra",
-];
+// readelf names the return-address column "ra".
+const REG_NAMES: string[] = X86_64_DWARF_REGS.map((r) => (r === "rip" ? "ra" : r));
 
 function ehFrameOf(path: string, withHdr = true): EhFrame {
   const elf = readElf(readFileSync(path));

@@ -44,6 +44,30 @@ export const X86_64_DWARF = {
   ra: 16,
 } as const;
 
+/**
+ * x86-64 DWARF register numbers 0–16 as `user_regs_struct` names (psABI figure
+ * 3.36); column 16 is the return address, which the unwinder treats as `rip`.
+ */
+export const X86_64_DWARF_REGS = [
+  "rax",
+  "rdx",
+  "rcx",
+  "rbx",
+  "rsi",
+  "rdi",
+  "rbp",
+  "rsp",
+  "r8",
+  "r9",
+  "r10",
+  "r11",
+  "r12",
+  "r13",
+  "r14",
+  "r15",
+  "rip",
+] as const;
+
 /** A Common Information Entry. */
 export interface Cie {
   /** Offset of the entry's length field in `.eh_frame`. */

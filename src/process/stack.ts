@@ -23,7 +23,7 @@
  * object lookup), so the logic runs the same against a ptrace-stopped thread
  * or a synthetic stack.
  */
-import type { EhFrame, RegisterRule } from "../elf/eh-frame.ts";
+import { type EhFrame, type RegisterRule, X86_64_DWARF_REGS } from "../elf/eh-frame.ts";
 import { XspliceError } from "../errors.ts";
 import type { AddressRange } from "./free-ranges.ts";
 import { type Mapping, mappingAt } from "./maps.ts";
@@ -92,26 +92,6 @@ export interface StackFacts {
   scanTruncated: boolean;
 }
 
-// DWARF register numbers of x86-64 (psABI figure 3.36) to user_regs_struct names.
-const DWARF_REGS: (keyof StackRegisters)[] = [
-  "rax",
-  "rdx",
-  "rcx",
-  "rbx",
-  "rsi",
-  "rdi",
-  "rbp",
-  "rsp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "rip",
-];
 const RSP = 7;
 const RBP = 6;
 const RIP = 16;
@@ -287,7 +267,7 @@ function unwindCfi(
   exec: ExecRanges,
   maxFrames: number,
 ): CfiResult {
-  const regs: (bigint | undefined)[] = DWARF_REGS.map((name) => start[name]);
+  const regs: (bigint | undefined)[] = X86_64_DWARF_REGS.map((name) => start[name]);
   const out: bigint[] = [];
   let signalFrame = false;
   const stop = (reason: string): CfiResult => {

@@ -8,22 +8,11 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { type ElfFile, PT, readElf, SHT, writeRelocatable } from "../../src/elf/index.ts";
 import { XspliceError } from "../../src/errors.ts";
+import { prng } from "../helpers/prng.ts";
 import { baseExecutable, baseObject, EHDR, put, SHDR } from "./_corrupt.ts";
 
 const ITERATIONS = 4000;
 const TIME_BUDGET_MS = 15_000;
-
-/** mulberry32: small, fast, good enough to spread mutations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function readAll(f: ElfFile): void {
   for (const s of f.sections) s.data();

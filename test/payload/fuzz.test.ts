@@ -14,18 +14,7 @@ import { XspliceError } from "../../src/errors.ts";
 import { readPayload } from "../../src/payload/read.ts";
 import { keyIdOf, signPayload } from "../../src/payload/signature.ts";
 import { fixturePayloadBytes } from "../helpers/payload-fixtures.ts";
-
-/** mulberry32: small, seedable, good enough to spread mutations. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng as rng } from "../helpers/prng.ts";
 
 const INTERESTING: bigint[] = [
   0n,
