@@ -35,6 +35,11 @@ export interface FuncRecord {
   patch: string;
   /** The bytes APPLY overwrote (the undo buffer), hex; "" while not applied. */
   undo: string;
+  /**
+   * Livepatch-format expectation (SPEC §1): the bytes that must be at `oldAddr`
+   * before APPLY, hex; absent or "" when the entry has none.
+   */
+  expect?: string;
 }
 
 /** One payload known to the registry. */
@@ -85,6 +90,13 @@ export interface JournalWrite {
   before: string;
   /** Bytes after the operation, hex. */
   after: string;
+  /**
+   * The range a thread must not execute in or return into while this write is
+   * undone or redone (SPEC §6): the whole old function, hex `[start, end)`.
+   * Absent in journals of older runs: recovery then guards the written bytes only.
+   */
+  guardStart?: string;
+  guardEnd?: string;
 }
 
 /**

@@ -1,0 +1,467 @@
+/**
+ * Carrying out APPLY, REVERT and REPLACE (SPEC §3–§7) on a held target.
+ * Decide, then act (STYLE: Xen's `livepatch_action` / `livepatch_do_action`):
+ *
+ * 1. Before any stop: the plan (`actions.ts`: state table, dependencies),
+ *    expectations (livepatch format, SPEC §1), the writes computed from the
+ *    current code (`patch-plan.ts`), the pre-hooks (a veto becomes rc), and a
+ *    registry commit that sets rc = -EAGAIN (GET from another shell reports it,
+ *    SPEC §5) and journals the intent: every write with its before/after bytes
+ *    (SPEC §8).
+ * 2. The safe stop (SPEC §6): quiesce every thread; for each, the pc and the
+ *    return addresses on its stack must lie outside every guarded range (the
+ *    whole old function, for apply and revert alike); if not, resume, wait
+ *    briefly and retry until the timeout, then `EBUSY` naming function and
+ *    thread, nothing written. Once safe: load hooks, the writes (each read
+ *    right before, written, read back), unload hooks; any failure restores
+ *    what was written; resume.
+ * 3. After: commit the new state (journal cleared), then the post-hooks with
+ *    the outcome in the payload struct's rc — also after a failure that came
+ *    after the pre-hooks allowed the action, never after a veto.
+ *
+ * Only the code writes, the load/unload hooks and the safety check happen
+ * while threads are stopped; the stop window is measured and returned.
+ */
+
+import { readFileSync } from "node:fs";
+import { livePatchingWarning } from "../elf/dwarf-producer.ts";
+import type { ElfFile } from "../elf/file.ts";
+import { readElf } from "../elf/file.ts";
+import { ERRNO, XspliceError } from "../errors.ts";
+import { type Mapping, readMaps } from "../process/maps.ts";
+import { readMemory, writeMemory } from "../process/memory.ts";
+import { mappedObjects } from "../process/objects.ts";
+import { addressesToCheck, stackFacts, type UnwindObject } from "../process/stack.ts";
+import { sleepSync } from "../process/threads.ts";
+import {
+  type ActionFlags,
+  type Cmd,
+  commitApplied,
+  commitRc,
+  commitReverted,
+  type Plan,
+  plan as planAction,
+} from "./actions.ts";
+import { type HookKind, hasHook, hookFailure, runHooks, setStructRc } from "./hooks.ts";
+import {
+  fromHex,
+  type GuardRange,
+  hexAddr,
+  journalWrites,
+  type PatchPlan,
+  type PatchWrite,
+  planPatches,
+  toHex,
+} from "./patch-plan.ts";
+import type { Journal, PayloadRecord, RegistryState, State } from "./registry/records.ts";
+import type { TargetSession } from "./session.ts";
+
+/** Which return addresses the safety check trusts (see `src/process/stack.ts`). */
+export type StackPolicy = "conservative" | "unwound";
+
+/** Options of an action. */
+export interface ExecuteOptions {
+  /** Bound on reaching a safe stop, in ms (SPEC §5 default 30); also bounds each hook call. */
+  timeoutMs?: number;
+  /** Stack policy of the safety check; default conservative (SPEC §6). */
+  policy?: StackPolicy;
+  /** Wait between attempts at a safe stop, in ms (default 1). */
+  retryDelayMs?: number;
+}
+
+/** What an action did. */
+export interface ActionResult {
+  name: string;
+  cmd: Cmd;
+  /** The plan that was carried out (`noop` for APPLY of an APPLIED payload). */
+  kind: Plan["kind"];
+  /** The payload's state afterwards. */
+  state: State;
+  /** How long threads were stopped for the writes (the successful stop), in ms; 0 when nothing was written. */
+  stopWindowMs: number;
+  /** Stops it took to find one that was safe. */
+  attempts: number;
+  /** Non-fatal findings, e.g. the SPEC §12 -flive-patching warning, a failing post-hook. */
+  warnings: string[];
+}
+
+/** A thread found in a guarded range. */
+interface Busy {
+  tid: number;
+  guard: GuardRange;
+  addr: bigint;
+  /** The pc itself (else a return address). */
+  atPc: boolean;
+  /** The thread's stack could not be read, so it could not be checked. */
+  unreadable?: boolean;
+}
+
+const DEFAULT_TIMEOUT_MS = 30;
+
+const warningCache = new Map<string, string | undefined>();
+
+/** The SPEC §12 warning for `p`'s target object (cached per object build-id). */
+function objectWarning(pid: number, p: PayloadRecord): string | undefined {
+  const key = `${p.object.buildId}`;
+  if (warningCache.has(key)) return warningCache.get(key);
+  let warning: string | undefined;
+  try {
+    const obj = mappedObjects(pid).find((o) => o.buildId === p.object.buildId);
+    let elf: ElfFile | undefined = obj?.elf;
+    if (!elf) elf = readElf(readFileSync(p.object.path));
+    warning = livePatchingWarning(elf, p.object.path);
+    // No DWARF in the object itself: its separate debug file may have it.
+    if (warning && obj?.debugFile && /no DWARF producer/.test(warning))
+      warning = livePatchingWarning(readElf(readFileSync(obj.debugFile)), p.object.path);
+  } catch (err) {
+    warning = `cannot read ${p.object.path} to check for -flive-patching=inline-clone: ${(err as Error).message}`;
+  }
+  warningCache.set(key, warning);
+  return warning;
+}
+
+/** SPEC §1 expectations of a livepatch-format payload: the bytes at old_addr, before anything. */
+function checkExpectations(pid: number, p: PayloadRecord): void {
+  for (const f of p.funcs) {
+    if (!f.expect) continue;
+    const want = fromHex(f.expect);
+    const have = readMemory(pid, BigInt(f.oldAddr), want.length);
+    if (toHex(have) !== f.expect)
+      throw new XspliceError(
+        "EINVAL",
+        `'${p.name}': expectation failed for ${f.name || f.oldAddr}: ${f.oldAddr} holds ${toHex(have)}, expected ${f.expect}`,
+        { address: BigInt(f.oldAddr), symbol: f.name },
+      );
+  }
+}
+
+function withoutJournal(s: RegistryState): RegistryState {
+  const { journal: _j, ...rest } = s;
+  return rest;
+}
+
+/** The registry after every step succeeded. */
+function outcomeOf(base: RegistryState, pp: PatchPlan): RegistryState {
+  let s = base;
+  for (const step of pp.steps) {
+    s =
+      step.kind === "apply"
+        ? commitApplied(s, step.payload.name, pp.undo.get(step.payload.name) ?? [])
+        : commitReverted(s, step.payload.name);
+  }
+  return withoutJournal(s);
+}
+
+/** The registry after a failed action: the state before it, rc = the error on the named payload. */
+function failedOutcome(before: RegistryState, name: string, rc: number): RegistryState {
+  return withoutJournal(commitRc(before, name, rc));
+}
+
+/**
+ * Look for a thread in a guarded range. A pc counts inside `[start, end)`; a
+ * return address also at `end` (a call to a noreturn function as the last
+ * instruction, see `hitsRange`). A stack that cannot be read at all counts as
+ * busy: an unchecked thread could be anywhere.
+ */
+function findBusy(
+  session: TargetSession,
+  guards: readonly GuardRange[],
+  maps: { current: readonly Mapping[] },
+  policy: StackPolicy,
+  objectAt: ((pc: bigint) => UnwindObject | undefined) | undefined,
+): Busy | undefined {
+  const pid = session.pid;
+  const read = (a: bigint, l: number) => readMemory(pid, a, l);
+  for (const tid of session.tracee.threads) {
+    const regs = session.tracee.regs(tid);
+    for (const g of guards)
+      if (regs.rip >= g.start && regs.rip < g.end) return { tid, guard: g, addr: regs.rip, atPc: true };
+    let facts = stackFacts({ regs, read, maps: maps.current, objectAt });
+    if (!facts.scanned) {
+      // A thread created after the maps were read: its stack is in a new mapping.
+      maps.current = readMaps(pid);
+      facts = stackFacts({ regs, read, maps: maps.current, objectAt });
+      if (!facts.scanned) return { tid, guard: guards[0]!, addr: regs.rsp, atPc: false, unreadable: true };
+    }
+    for (const a of addressesToCheck(facts, policy)) {
+      if (a === regs.rip) continue;
+      for (const g of guards) if (a >= g.start && a <= g.end) return { tid, guard: g, addr: a, atPc: false };
+    }
+  }
+  return undefined;
+}
+
+/** The SPEC §10 wording: `handle_request is on the stack of thread 4247 (30 ms)`. */
+function busyMessage(b: Busy, timeoutMs: number): string {
+  if (b.unreadable)
+    return `the stack of thread ${b.tid} cannot be read, so it cannot be checked (${timeoutMs} ms)`;
+  if (b.atPc) return `${b.guard.func} is executing in thread ${b.tid} (${timeoutMs} ms)`;
+  return `${b.guard.func} is on the stack of thread ${b.tid} (${timeoutMs} ms)`;
+}
+
+/** Write `w.after` over `w.before`, in the stop: read right before, write, read back. */
+function doWrite(pid: number, tid: number, w: PatchWrite): void {
+  const now = readMemory(pid, w.addr, w.before.length, { tid });
+  if (toHex(now) !== toHex(w.before))
+    throw new XspliceError(
+      "EINVAL",
+      `'${w.payload}': ${w.func} at ${hexAddr(w.addr)} holds ${toHex(now)}, expected ${toHex(w.before)}: the code changed since the action was planned`,
+      { address: w.addr },
+    );
+  writeMemory(pid, w.addr, w.after, { tid });
+  const back = readMemory(pid, w.addr, w.after.length, { tid });
+  if (toHex(back) !== toHex(w.after))
+    throw new XspliceError(
+      "EIO",
+      `'${w.payload}': ${w.func} at ${hexAddr(w.addr)} reads back ${toHex(back)} after writing ${toHex(w.after)}`,
+      { address: w.addr },
+    );
+}
+
+/** Restore written bytes in reverse order; returns the addresses that could not be restored. */
+function undoWrites(pid: number, tid: number, done: readonly PatchWrite[]): string[] {
+  const failed: string[] = [];
+  for (const w of [...done].reverse()) {
+    try {
+      writeMemory(pid, w.addr, w.before, { tid });
+      const back = readMemory(pid, w.addr, w.before.length, { tid });
+      if (toHex(back) !== toHex(w.before)) failed.push(hexAddr(w.addr));
+    } catch {
+      failed.push(hexAddr(w.addr));
+    }
+  }
+  return failed;
+}
+
+/** Run one kind of hook for each payload in a short stop of its own (pre/post hooks, SPEC §7). */
+function hooksOutsideStop(
+  session: TargetSession,
+  calls: { p: PayloadRecord; kind: HookKind }[],
+  timeoutMs: number,
+  each: (p: PayloadRecord, kind: HookKind, ret: number) => void,
+): void {
+  const wanted = calls.filter(({ p, kind }) => hasHook(p, kind));
+  if (wanted.length === 0) return;
+  session.stop(1000);
+  try {
+    for (const { p, kind } of wanted) each(p, kind, runHooks(session, p, kind, timeoutMs));
+  } finally {
+    session.run();
+  }
+}
+
+/**
+ * Carry out `plan` (from `plan()` on `session.state`) on the held target.
+ * Throws the action's error after recording it as the payload's rc; the
+ * session is left running (resumed), still held.
+ */
+export function executeAction(
+  session: TargetSession,
+  plan: Plan,
+  cmd: Cmd,
+  opts: ExecuteOptions = {},
+): ActionResult {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const policy = opts.policy ?? "conservative";
+  const name = plan.payload.name;
+  const result: ActionResult = {
+    name,
+    cmd,
+    kind: plan.kind,
+    state: plan.payload.state,
+    stopWindowMs: 0,
+    attempts: 0,
+    warnings: [],
+  };
+  if (plan.kind === "noop") return result;
+  if (plan.kind === "unload") throw new XspliceError("EINVAL", `'${name}': UNLOAD is not carried out here`);
+  const pid = session.pid;
+  const initial = session.state;
+  const applying = plan.kind === "apply" || plan.kind === "replace";
+  if (applying) {
+    const w = objectWarning(pid, plan.payload);
+    if (w) result.warnings.push(w);
+  }
+
+  // Decide: everything that can refuse the action does so before the target is touched.
+  let pp: PatchPlan;
+  try {
+    if (applying) checkExpectations(pid, plan.payload);
+    pp = planPatches(plan, (a, l) => readMemory(pid, a, l));
+  } catch (err) {
+    if (err instanceof XspliceError) session.commit(failedOutcome(initial, name, err.rc));
+    throw err;
+  }
+  const payloads = pp.steps.map((s) => s.payload);
+  const preCalls = pp.steps.map((s) => ({
+    p: s.payload,
+    kind: (s.kind === "apply" ? "preapply" : "prerevert") as HookKind,
+  }));
+  const postCalls = pp.steps.map((s) => ({
+    p: s.payload,
+    kind: (s.kind === "apply" ? "postapply" : "postrevert") as HookKind,
+  }));
+
+  // Pre-hooks (SPEC §7): a non-zero result vetoes; the struct's rc is 0 before the action.
+  try {
+    for (const p of payloads) setStructRc(session, p, 0);
+    hooksOutsideStop(session, preCalls, timeoutMs, (p, kind, ret) => {
+      if (ret !== 0) throw hookFailure(p, kind, ret);
+    });
+  } catch (err) {
+    if (err instanceof XspliceError) session.commit(failedOutcome(initial, name, err.rc));
+    throw err;
+  }
+
+  // Journal the intent and mark every payload involved EAGAIN (SPEC §5, §8).
+  const outcome = outcomeOf(initial, pp);
+  let marked = initial;
+  for (const p of payloads) marked = commitRc(marked, p.name, -ERRNO.EAGAIN);
+  marked = {
+    ...marked,
+    journal: {
+      cmd: cmd as Journal["cmd"],
+      name,
+      by: process.pid,
+      writes: journalWrites(pp),
+      outcome: outcome.payloads,
+    },
+  };
+  let failure: XspliceError | undefined;
+  let journalKept = false;
+  try {
+    session.commit(marked);
+    const { window, attempts } = stopAndPatch(session, pp, timeoutMs, policy, opts.retryDelayMs ?? 1);
+    result.stopWindowMs = window;
+    result.attempts = attempts;
+  } catch (err) {
+    failure =
+      err instanceof XspliceError
+        ? err
+        : new XspliceError("EIO", `'${name}': ${err instanceof Error ? err.message : String(err)}`);
+    journalKept = (failure as XspliceError & { keepJournal?: boolean }).keepJournal === true;
+  }
+  session.run();
+
+  if (!failure) {
+    session.commit(outcome);
+    result.state = outcome.payloads.find((p) => p.name === name)?.state ?? result.state;
+  } else if (!journalKept) {
+    session.commit(failedOutcome(initial, name, failure.rc));
+  }
+  // Post-hooks see the outcome in the struct (SPEC §7); their failure is only a warning now.
+  const rc = failure ? failure.rc : 0;
+  try {
+    for (const p of payloads) setStructRc(session, p, rc);
+    hooksOutsideStop(session, postCalls, timeoutMs, () => {});
+  } catch (err) {
+    result.warnings.push(err instanceof Error ? err.message : String(err));
+  }
+  if (failure) throw failure;
+  return result;
+}
+
+/**
+ * The safe stop and the writes (SPEC §6). Returns the stop window of the
+ * successful attempt. On failure inside the stop the writes made are undone;
+ * if even that fails, the error carries `keepJournal` so the journal stays for
+ * recovery to finish.
+ */
+function stopAndPatch(
+  session: TargetSession,
+  pp: PatchPlan,
+  timeoutMs: number,
+  policy: StackPolicy,
+  retryDelayMs: number,
+): { window: number; attempts: number } {
+  const pid = session.pid;
+  const deadline = performance.now() + timeoutMs;
+  const maps = { current: readMaps(pid) };
+  let objectAt: ((pc: bigint) => UnwindObject | undefined) | undefined;
+  if (policy === "unwound") {
+    const objects = mappedObjects(pid, { maps: maps.current as Mapping[] });
+    objectAt = (pc) => {
+      const o = objects.find((x) => x.contains(pc));
+      return o ? { bias: o.bias, ehFrame: () => o.ehFrame() } : undefined;
+    };
+  }
+  for (let attempt = 1; ; attempt++) {
+    const t0 = performance.now();
+    session.stop(Math.max(5, deadline - t0));
+    const busy = findBusy(session, pp.guards, maps, policy, objectAt);
+    if (busy) {
+      session.run();
+      const now = performance.now();
+      if (now >= deadline)
+        throw new XspliceError("EBUSY", busyMessage(busy, timeoutMs), {
+          tid: busy.tid,
+          symbol: busy.guard.func,
+          address: busy.addr,
+        });
+      const wait = Math.min(retryDelayMs, deadline - now);
+      if (wait > 0) {
+        session.poll();
+        sleepSync(wait);
+        session.poll();
+      }
+      continue;
+    }
+    try {
+      patchInStop(session, pp, timeoutMs);
+    } finally {
+      session.run();
+    }
+    return { window: performance.now() - t0, attempts: attempt };
+  }
+}
+
+/** Inside the safe stop: per step, hooks and writes; on failure undo the writes made. */
+function patchInStop(session: TargetSession, pp: PatchPlan, timeoutMs: number): void {
+  const pid = session.pid;
+  const tid = session.tid;
+  const done: PatchWrite[] = [];
+  try {
+    pp.steps.forEach((step, i) => {
+      const p = step.payload;
+      if (step.kind === "apply") runHooks(session, p, "load", timeoutMs);
+      if (step.byHook) {
+        const kind = step.kind === "apply" ? "apply" : "revert";
+        const ret = runHooks(session, p, kind, timeoutMs);
+        if (ret !== 0) throw hookFailure(p, kind, ret);
+      } else {
+        for (const w of pp.writes) {
+          if (w.step !== i) continue;
+          doWrite(pid, tid, w);
+          done.push(w);
+        }
+      }
+      if (step.kind === "revert") runHooks(session, p, "unload", timeoutMs);
+    });
+  } catch (err) {
+    const failed = undoWrites(pid, tid, done);
+    if (failed.length > 0) {
+      const e = new XspliceError(
+        "EIO",
+        `${err instanceof Error ? err.message : String(err)}; restoring ${failed.join(", ")} failed too: the journal is kept for recovery`,
+      ) as XspliceError & { keepJournal?: boolean };
+      e.keepJournal = true;
+      throw e;
+    }
+    throw err;
+  }
+}
+
+/**
+ * Plan and carry out `cmd` on payload `name` (APPLY, REVERT, REPLACE) in a
+ * held session: the SPEC §5 table refuses with its errno (state unchanged, rc
+ * untouched), everything later records its error as rc.
+ */
+export function runAction(
+  session: TargetSession,
+  name: string,
+  cmd: Exclude<Cmd, "UNLOAD">,
+  opts: ExecuteOptions & { flags?: ActionFlags } = {},
+): ActionResult {
+  const plan = planAction(session.state, name, cmd, opts.flags ?? {});
+  return executeAction(session, plan, cmd, opts);
+}

@@ -1,0 +1,103 @@
+/**
+ * Payload hooks (SPEC §7), run inside the target on one of its threads through
+ * an injected call (`remoteCall`: SysV call, every register restored, a crash
+ * is `EFAULT` with the signal not delivered, an overrun `ETIMEDOUT`).
+ *
+ * Signatures (include/xsplice.h): load/unload take nothing and return nothing;
+ * pre-hooks and apply/revert take the payload's `struct xsplice_payload *`
+ * and return int; post-hooks take it and return nothing. Before post-hooks the
+ * struct's `rc` (offset 8) is set to the action's outcome.
+ */
+import { errnoName, XspliceError } from "../errors.ts";
+import { writeMemory } from "../process/memory.ts";
+import { remoteCall } from "../process/remote-call.ts";
+import type { PayloadRecord } from "./registry/records.ts";
+import type { TargetSession } from "./session.ts";
+
+/** The eight hook kinds of SPEC §7. */
+export type HookKind =
+  | "load"
+  | "unload"
+  | "preapply"
+  | "postapply"
+  | "prerevert"
+  | "postrevert"
+  | "apply"
+  | "revert";
+
+/** Offset of `rc` in `struct xsplice_payload`. */
+const STRUCT_RC_OFFSET = 8n;
+
+/** The addresses of `p`'s hooks of `kind`, in run order (load/unload arrays keep section order). */
+export function hookAddresses(p: PayloadRecord, kind: HookKind): bigint[] {
+  if (kind === "load" || kind === "unload") return p.hooks[kind].map((a) => BigInt(a));
+  const one = p.hooks[kind];
+  return one === undefined ? [] : [BigInt(one)];
+}
+
+function structAddress(p: PayloadRecord, kind: HookKind): bigint {
+  if (p.payloadStruct === "" || BigInt(p.payloadStruct) === 0n)
+    throw new XspliceError(
+      "EINVAL",
+      `'${p.name}' has a ${kind} hook but no struct xsplice_payload in the target`,
+    );
+  return BigInt(p.payloadStruct);
+}
+
+/**
+ * Run `p`'s hooks of `kind` on the session's thread; the session must be
+ * stopped (the caller decides whether that is the safe stop or a short one).
+ * Returns the int result of the last hook (0 for load/unload/post hooks).
+ * Errors keep `remoteCall`'s errno (`EFAULT` crash, `ETIMEDOUT` hang, `ESRCH`)
+ * with the hook named.
+ */
+export function runHooks(
+  session: TargetSession,
+  p: PayloadRecord,
+  kind: HookKind,
+  timeoutMs: number,
+): number {
+  let result = 0;
+  for (const addr of hookAddresses(p, kind)) {
+    const args = kind === "load" || kind === "unload" ? [] : [structAddress(p, kind)];
+    let ret: bigint;
+    try {
+      ret = remoteCall(session.tracee, session.tid, addr, args, { timeoutMs });
+    } catch (err) {
+      if (err instanceof XspliceError)
+        throw new XspliceError(err.errno, `'${p.name}': ${kind} hook failed: ${err.message}`, err.where, {
+          cause: err,
+        });
+      throw err;
+    }
+    // The hooks return C `int`: the low 32 bits, sign-extended.
+    result =
+      kind.startsWith("post") || kind === "load" || kind === "unload" ? 0 : Number(BigInt.asIntN(32, ret));
+  }
+  return result;
+}
+
+/** Store the action's outcome in the payload struct's `rc` for the hooks to read (SPEC §7). */
+export function setStructRc(session: TargetSession, p: PayloadRecord, rc: number): void {
+  if (p.payloadStruct === "" || BigInt(p.payloadStruct) === 0n) return;
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigInt64(0, BigInt(rc), true);
+  writeMemory(session.pid, BigInt(p.payloadStruct) + STRUCT_RC_OFFSET, b);
+}
+
+/**
+ * The error a hook's non-zero result becomes (a pre-hook veto, or an
+ * apply/revert hook's failure): its errno when it is one (either sign), else
+ * `ECANCELED`; `rc` is what GET then reports.
+ */
+export function hookFailure(p: PayloadRecord, kind: HookKind, ret: number): XspliceError {
+  const name = errnoName(ret);
+  const what = kind.startsWith("pre") ? "vetoed the action" : "failed";
+  const err = new XspliceError(name ?? "ECANCELED", `'${p.name}': ${kind} hook ${what} (returned ${ret})`);
+  return err;
+}
+
+/** True when `p` has at least one hook of `kind`. */
+export function hasHook(p: PayloadRecord, kind: HookKind): boolean {
+  return hookAddresses(p, kind).length > 0;
+}

@@ -1,0 +1,191 @@
+/**
+ * From an action's plan (`actions.ts`) to the exact code writes that carry it
+ * out (SPEC §3): per step, per function, the address, the bytes expected there
+ * now (`before`) and the bytes to put there (`after`), plus the byte ranges no
+ * thread may execute in or return into while they change (SPEC §6).
+ *
+ * Pure: current code comes in through `read`, and the steps are simulated over
+ * an overlay so that a REPLACE — which reverts A and then re-patches the same
+ * function for B in one stop — sees A's undo bytes as B's `before` (stacking,
+ * SPEC §3: B's undo buffer then holds what was there before B).
+ */
+import { XspliceError } from "../errors.ts";
+import type { Plan } from "./actions.ts";
+import type { FuncRecord, JournalWrite, PayloadRecord } from "./registry/records.ts";
+
+/** One step inside the stop: revert or apply one payload's functions. */
+export interface PatchStep {
+  kind: "apply" | "revert";
+  payload: PayloadRecord;
+  /** The payload's `apply`/`revert` hook replaces the built-in writes (SPEC §7). */
+  byHook: boolean;
+}
+
+/** One code write. */
+export interface PatchWrite {
+  addr: bigint;
+  before: Uint8Array;
+  after: Uint8Array;
+  /** The payload and function it belongs to, for messages. */
+  payload: string;
+  func: string;
+  /** Index of the step (in `PatchPlan.steps`) that makes this write. */
+  step: number;
+}
+
+/** A byte range that must be free of threads (pc and return addresses) during the stop. */
+export interface GuardRange {
+  start: bigint;
+  end: bigint;
+  /** The function's name for the EBUSY message (or its address when it has none). */
+  func: string;
+  payload: string;
+}
+
+/** Everything an action writes, decided before the stop. */
+export interface PatchPlan {
+  steps: PatchStep[];
+  writes: PatchWrite[];
+  guards: GuardRange[];
+  /** Per applied payload name: the undo buffer of each of its functions, hex, in `funcs` order. */
+  undo: Map<string, string[]>;
+}
+
+/** Bytes from a hex string. */
+export function fromHex(h: string): Uint8Array {
+  return new Uint8Array(Buffer.from(h, "hex"));
+}
+
+/** Lower-case hex of bytes. */
+export function toHex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+}
+
+/** `0x…` of an address. */
+export function hexAddr(v: bigint): string {
+  return `0x${v.toString(16)}`;
+}
+
+/** The ordered steps of a plan; `noop` and `unload` have none. */
+export function stepsOf(plan: Plan): PatchStep[] {
+  const step = (kind: "apply" | "revert", payload: PayloadRecord): PatchStep => ({
+    kind,
+    payload,
+    byHook: kind === "apply" ? payload.hooks.apply !== undefined : payload.hooks.revert !== undefined,
+  });
+  switch (plan.kind) {
+    case "apply":
+      return [step("apply", plan.payload)];
+    case "revert":
+      return [step("revert", plan.payload)];
+    case "replace":
+      // SPEC §5: every applied payload of the object, most recent first (LIFO), then the new one.
+      return [...plan.revert.map((p) => step("revert", p)), step("apply", plan.payload)];
+    case "noop":
+    case "unload":
+      return [];
+  }
+}
+
+function funcName(f: FuncRecord): string {
+  return f.name !== "" ? f.name : f.oldAddr;
+}
+
+/** The SPEC §6 default: a thread may be in neither the whole old function nor the bytes written. */
+function guardOf(f: FuncRecord, payload: string): GuardRange {
+  const start = BigInt(f.oldAddr);
+  const patchAt = BigInt(f.patchAddr);
+  const patchLen = BigInt(f.patch.length / 2);
+  const end = start + BigInt(f.oldSize);
+  return {
+    start: start < patchAt ? start : patchAt,
+    end: end > patchAt + patchLen ? end : patchAt + patchLen,
+    func: funcName(f),
+    payload,
+  };
+}
+
+/** Reads overlaid with the writes planned so far. */
+class Overlay {
+  private readonly writes: { addr: bigint; bytes: Uint8Array }[] = [];
+  constructor(private readonly read: (addr: bigint, len: number) => Uint8Array) {}
+  get(addr: bigint, len: number): Uint8Array {
+    const out = this.read(addr, len).slice();
+    if (out.length !== len)
+      throw new XspliceError("EFAULT", `cannot read ${len} bytes of code at ${hexAddr(addr)}`, {
+        address: addr,
+      });
+    for (const w of this.writes) {
+      for (let i = 0; i < w.bytes.length; i++) {
+        const at = w.addr + BigInt(i) - addr;
+        if (at >= 0n && at < BigInt(len)) out[Number(at)] = w.bytes[i]!;
+      }
+    }
+    return out;
+  }
+  put(addr: bigint, bytes: Uint8Array): void {
+    this.writes.push({ addr, bytes });
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/**
+ * The writes and guards of `plan`, given the current code. Refuses (`EINVAL`)
+ * a revert whose functions do not hold the payload's own patch: someone else
+ * changed the code, and writing the undo buffer back would destroy that.
+ */
+export function planPatches(plan: Plan, read: (addr: bigint, len: number) => Uint8Array): PatchPlan {
+  const steps = stepsOf(plan);
+  const overlay = new Overlay(read);
+  const out: PatchPlan = { steps, writes: [], guards: [], undo: new Map() };
+  steps.forEach((step, index) => {
+    const p = step.payload;
+    const undo: string[] = [];
+    for (const f of p.funcs) {
+      out.guards.push(guardOf(f, p.name));
+      const addr = BigInt(f.patchAddr);
+      if (step.kind === "apply") {
+        if (step.byHook) {
+          undo.push("");
+          continue;
+        }
+        const after = fromHex(f.patch);
+        const before = overlay.get(addr, after.length);
+        undo.push(toHex(before));
+        out.writes.push({ addr, before, after, payload: p.name, func: funcName(f), step: index });
+        overlay.put(addr, after);
+      } else {
+        // A payload applied through its apply hook has no undo buffers: its revert hook undoes it.
+        if (step.byHook || f.undo === "") continue;
+        const after = fromHex(f.undo);
+        const before = overlay.get(addr, after.length);
+        if (!sameBytes(before, fromHex(f.patch)))
+          throw new XspliceError(
+            "EINVAL",
+            `'${p.name}': ${funcName(f)} at ${f.patchAddr} holds ${toHex(before)}, not this payload's patch ${f.patch}; the code was changed by someone else`,
+            { address: addr, symbol: f.name },
+          );
+        out.writes.push({ addr, before, after, payload: p.name, func: funcName(f), step: index });
+        overlay.put(addr, after);
+      }
+    }
+    if (step.kind === "apply") out.undo.set(p.name, undo);
+  });
+  return out;
+}
+
+/** The journal form of the writes (SPEC §8), with each write's guard range for recovery. */
+export function journalWrites(pp: PatchPlan): JournalWrite[] {
+  return pp.writes.map((w) => {
+    const g = pp.guards.find((r) => r.payload === w.payload && w.addr >= r.start && w.addr < r.end);
+    const entry: JournalWrite = { addr: hexAddr(w.addr), before: toHex(w.before), after: toHex(w.after) };
+    if (g) {
+      entry.guardStart = hexAddr(g.start);
+      entry.guardEnd = hexAddr(g.end);
+    }
+    return entry;
+  });
+}
