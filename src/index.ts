@@ -4,3 +4,4 @@ export * from "./build/index.ts";
 export * from "./elf/index.ts";
 export * from "./errors.ts";
 export * from "./payload/index.ts";
+export * from "./core/index.ts";

@@ -1,0 +1,382 @@
+/**
+ * UPLOAD and UNLOAD in a live process (SPEC §2, §5): one straight pipeline,
+ * each step a named function, everything computed before the process is
+ * touched (SPEC §6), one cleanup exit that leaves the process exactly as it
+ * was when anything fails.
+ *
+ *   checkName → checkSize → checkSignature → readPayload → findTarget →
+ *   layout → place → link (SPEC §2 symbol order) → patch records → record
+ *   → [session] recheck → map regions → resume → write contents → commit
+ */
+import { archFor } from "../arch/index.ts";
+import { XspliceError } from "../errors.ts";
+import { DEFAULT_MAX_PAYLOAD_SIZE, type Payload, readPayload } from "../payload/index.ts";
+import { type Mapping, readMaps } from "../process/maps.ts";
+import { readMemory, writeMemory } from "../process/memory.ts";
+import { findObjectByBuildId, type MappedObject, mappedObjects } from "../process/objects.ts";
+import { MAP, PROT, remoteMmap, remoteMunmap } from "../process/syscalls.ts";
+import { commitUnloaded, commitUploaded, plan } from "./actions.ts";
+import { type LinkedImage, layoutSections, linkPayload, REGIONS, type Region } from "./link/index.ts";
+import { patchRecords, payloadRefAddress } from "./load/funcs.ts";
+import { PAYLOAD_STRUCT_SIZE, type Placement, placeRegions, reserveRw, stillFree } from "./load/place.ts";
+import { symbolSources } from "./load/sources.ts";
+import {
+  checkName,
+  checkNameFree,
+  checkSignature,
+  checkSize,
+  type SignaturePolicy,
+} from "./load/validate.ts";
+import { type RegistrySnapshot, registrySize } from "./registry/format.ts";
+import { emptyRegistry, type PayloadRecord, type RegistryState } from "./registry/records.ts";
+import { readTargetRegistry } from "./registry/remote.ts";
+import { type OpenOptions, openTarget, type TargetSession } from "./session.ts";
+
+/** Options of UPLOAD. */
+export interface UploadOptions extends SignaturePolicy {
+  /** Largest payload accepted, in bytes (SPEC §2, default 16 MiB). */
+  maxSize?: number;
+  /** Most sections accepted (default 65,535). */
+  maxSections?: number;
+  /** How long to wait for another xsplice run holding the target (ms, default 10000). */
+  waitMs?: number;
+  /** Called with the duration of each phase (parse, link, write) and the stop window, for the benchmark. */
+  timings?: UploadTimings;
+  /** Journal-recovery hooks etc. run when the target is opened (default: the registered ones). */
+  onOpen?: OpenOptions["onOpen"];
+}
+
+/** Where UPLOAD spent its time, in ms (filled in when passed). */
+export interface UploadTimings {
+  /** Checks and reading the payload. */
+  parse?: number;
+  /** Finding the target, layout, placement, linking and the function checks. */
+  link?: number;
+  /** Seizing, mapping, writing the contents and committing. */
+  write?: number;
+  /** How long the target's threads were stopped. */
+  stopped?: number;
+}
+
+/** Everything UPLOAD computed before touching the process. */
+export interface PreparedUpload {
+  payload: Payload;
+  target: MappedObject;
+  placement: Placement;
+  linked: LinkedImage;
+  record: PayloadRecord;
+  /** The registry generation the computation saw (0 when the process had none). */
+  generation: bigint;
+}
+
+function hex(v: bigint): string {
+  return `0x${v.toString(16)}`;
+}
+
+function toHex(b: Uint8Array): string {
+  return Buffer.from(b).toString("hex");
+}
+
+/** The target object by `.xsplice.target` build-id (SPEC §2: none `ENOENT` naming the build-id). */
+export function findTarget(objects: readonly MappedObject[], payload: Payload, pid: number): MappedObject {
+  const id = toHex(payload.target);
+  const obj = findObjectByBuildId(objects, id);
+  if (!obj)
+    throw new XspliceError(
+      "ENOENT",
+      `no object with build-id ${id} (.xsplice.target) is mapped in process ${pid}`,
+      {
+        pid,
+      },
+    );
+  return obj;
+}
+
+/** SPEC §2: the payload's own build-id equal to a loaded payload's `EEXIST`. */
+function checkBuildIdFree(payload: Payload, reg: RegistryState): void {
+  const id = toHex(payload.buildId);
+  const dup = reg.payloads.find((p) => p.buildId === id);
+  if (dup) throw new XspliceError("EEXIST", `payload build-id ${id} is already loaded as '${dup.name}'`);
+}
+
+/**
+ * SPEC §2: a payload global that would shadow an exported symbol of a loaded
+ * payload is `EEXIST`, except a replacement function (stacked payloads may
+ * each define their version of it).
+ */
+function checkShadowing(payload: Payload, linked: LinkedImage, reg: RegistryState): void {
+  const replacements = new Set(payload.funcs.flatMap((f) => (f.newSymbol ? [f.newSymbol.symbol.name] : [])));
+  for (const name of linked.symbols.keys()) {
+    if (replacements.has(name)) continue;
+    const owner = reg.payloads.find((p) => p.exports[name] !== undefined);
+    if (owner)
+      throw new XspliceError("EEXIST", `symbol '${name}' is already exported by payload '${owner.name}'`, {
+        symbol: name,
+      });
+  }
+}
+
+/** The section holding the patch entries (both formats), when it is placed in memory. */
+function funcsSectionAddress(payload: Payload, linked: LinkedImage): bigint | undefined {
+  const s = payload.elf.sectionByName(payload.format === "xsplice" ? ".xsplice.funcs" : ".livepatch.funcs");
+  if (!s) return undefined;
+  try {
+    return linked.sectionAddress(s.index);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Fill what the payload's entries leave to the loader (SPEC §1 `old_addr` = 0,
+ * include/xsplice.h "old_addr with the load bias applied") in the linked
+ * image, and build the `struct xsplice_payload` that hooks receive.
+ */
+function finishImage(
+  payload: Payload,
+  name: string,
+  linked: LinkedImage,
+  oldAddrs: bigint[],
+  structOffset: number | undefined,
+): bigint | undefined {
+  const funcs = funcsSectionAddress(payload, linked);
+  if (funcs !== undefined) {
+    for (const [i, f] of payload.funcs.entries()) {
+      const at = funcs + BigInt(f.entryOffset) + 16n; // old_addr: offset 16 in both entry layouts
+      const region = regionOf(linked, at);
+      new DataView(linked.regions[region].buffer).setBigUint64(
+        Number(at - linked.bases[region]),
+        oldAddrs[i]!,
+        true,
+      );
+    }
+  }
+  if (structOffset === undefined) return undefined;
+  const rw = linked.regions.rw;
+  const base = linked.bases.rw + BigInt(structOffset);
+  const dv = new DataView(rw.buffer, rw.byteOffset + structOffset, PAYLOAD_STRUCT_SIZE);
+  dv.setBigUint64(0, base + BigInt(PAYLOAD_STRUCT_SIZE), true); // name, right after the struct
+  dv.setBigInt64(8, 0n, true); // rc
+  dv.setBigUint64(16, funcs ?? 0n, true);
+  dv.setBigUint64(24, BigInt(payload.funcs.length), true);
+  rw.set(Buffer.from(`${name}\0`, "latin1"), structOffset + PAYLOAD_STRUCT_SIZE);
+  return base;
+}
+
+function regionOf(linked: LinkedImage, addr: bigint): Region {
+  for (const r of REGIONS) {
+    const b = linked.bases[r];
+    if (addr >= b && addr < b + BigInt(linked.regions[r].length)) return r;
+  }
+  throw new XspliceError("EINVAL", `address ${hex(addr)} is outside the payload's regions`);
+}
+
+function hasHooks(payload: Payload): boolean {
+  const h = payload.hooks;
+  return [h.preapply, h.postapply, h.prerevert, h.postrevert, h.apply, h.revert].some((x) => x !== undefined);
+}
+
+/**
+ * Everything of UPLOAD that needs only a view of the process (its maps,
+ * objects, registry and code bytes), not the process stopped: read, place,
+ * link and check the payload and build its registry record.
+ */
+export function prepareUpload(
+  pid: number,
+  name: string,
+  bytes: Uint8Array,
+  snapshot: RegistrySnapshot | undefined,
+  maps: Mapping[],
+  opts: UploadOptions = {},
+): PreparedUpload {
+  const reg = snapshot?.state ?? emptyRegistry();
+  checkNameFree(name, reg);
+  const payload = readPayload(bytes, {
+    maxSize: opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE,
+    maxSections: opts.maxSections,
+  });
+  const objects = mappedObjects(pid, { maps });
+  const target = findTarget(objects, payload, pid);
+  checkBuildIdFree(payload, reg);
+  const arch = archFor(payload.machine);
+  const withStruct = hasHooks(payload);
+  const structBytes = PAYLOAD_STRUCT_SIZE + Buffer.byteLength(name) + 1;
+  const base = layoutSections(payload.elf, arch);
+  const { layout, offset: structOffset } = withStruct
+    ? reserveRw(base, structBytes)
+    : { layout: base, offset: 0 };
+  const placement = placeRegions(layout, target, maps);
+  const linked = linkPayload(
+    payload.elf,
+    arch,
+    layout,
+    placement.bases,
+    symbolSources(payload, target, objects, reg),
+  );
+  const funcs = patchRecords(payload, arch, target, linked, (addr, len) => readMemory(pid, addr, len));
+  checkShadowing(payload, linked, reg);
+  const payloadStruct = finishImage(
+    payload,
+    name,
+    linked,
+    funcs.map((f) => BigInt(f.oldAddr)),
+    withStruct ? structOffset : undefined,
+  );
+  const hooks: PayloadRecord["hooks"] = {
+    load: payload.hooks.load.map((h) => hex(payloadRefAddress(linked, h))),
+    unload: payload.hooks.unload.map((h) => hex(payloadRefAddress(linked, h))),
+  };
+  for (const k of ["preapply", "postapply", "prerevert", "postrevert", "apply", "revert"] as const) {
+    const h = payload.hooks[k];
+    if (h) hooks[k] = hex(payloadRefAddress(linked, h));
+  }
+  const record: PayloadRecord = {
+    name,
+    state: "CHECKED",
+    rc: 0,
+    format: payload.format,
+    buildId: toHex(payload.buildId),
+    target: toHex(payload.target),
+    depends: toHex(payload.depends),
+    object: { path: target.path, buildId: target.buildId ?? toHex(payload.target), bias: hex(target.bias) },
+    regions: REGIONS.filter((r) => layout.sizes[r] > 0).map((r) => ({
+      kind: r,
+      addr: hex(placement.bases[r]),
+      size: layout.sizes[r],
+    })),
+    exports: Object.fromEntries([...linked.symbols].map(([n, a]) => [n, hex(a)])),
+    funcs,
+    hooks,
+    metadata: payload.metadata,
+    hasOwnWritableData: payload.hasOwnWritableData,
+    reverted: false,
+    appliedSeq: 0,
+    payloadStruct: payloadStruct === undefined ? "" : hex(payloadStruct),
+  };
+  return { payload, target, placement, linked, record, generation: snapshot?.generation ?? 0n };
+}
+
+const PROT_OF: Record<Region, number> = {
+  rx: PROT.READ | PROT.EXEC,
+  rw: PROT.READ | PROT.WRITE,
+  r: PROT.READ,
+};
+
+/** Map each region at its address with its final protection (SPEC §2). Returns what was mapped. */
+function mapRegions(
+  session: TargetSession,
+  record: PayloadRecord,
+  mapped: { addr: bigint; size: number }[],
+): void {
+  for (const r of record.regions) {
+    const addr = BigInt(r.addr);
+    const got = remoteMmap(session.tracee, session.tid, {
+      addr,
+      length: r.size,
+      prot: PROT_OF[r.kind],
+      flags: MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED_NOREPLACE,
+    });
+    if (got !== addr) {
+      // A kernel without MAP_FIXED_NOREPLACE treats it as a hint: undo and refuse.
+      remoteMunmap(session.tracee, session.tid, got, r.size);
+      throw new XspliceError("ENOMEM", `could not map ${r.kind} region at ${hex(addr)} (got ${hex(got)})`, {
+        address: addr,
+      });
+    }
+    mapped.push({ addr, size: r.size });
+  }
+}
+
+/** Write the linked regions through `/proc/PID/mem` (works on the read-only and RX pages, SPEC §12). */
+function writeRegions(pid: number, linked: LinkedImage): void {
+  for (const r of REGIONS)
+    if (linked.regions[r].length > 0) writeMemory(pid, linked.bases[r], linked.regions[r]);
+}
+
+/**
+ * UPLOAD (SPEC §2): check, load, link and record payload `bytes` as `name` in
+ * process `pid`, state CHECKED. On any failure nothing of the payload
+ * remains in the process and its registry is unchanged.
+ */
+export function uploadPayload(
+  pid: number,
+  name: string,
+  bytes: Uint8Array,
+  opts: UploadOptions = {},
+): PayloadRecord {
+  const t0 = performance.now();
+  checkName(name);
+  checkSize(bytes, opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE);
+  checkSignature(bytes, opts);
+  // Reading the payload alone first keeps a malformed file from costing a look at the process.
+  readPayload(bytes, { maxSize: opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE, maxSections: opts.maxSections });
+  const t1 = performance.now();
+  let prepared = prepareUpload(pid, name, bytes, readTargetRegistry(pid), readMaps(pid), opts);
+  const t2 = performance.now();
+  const session = openTarget(pid, { waitMs: opts.waitMs, onOpen: opts.onOpen });
+  const stopStart = performance.now();
+  let stoppedMs = 0;
+  const mapped: { addr: bigint; size: number }[] = [];
+  let createdRegistry = false;
+  let committed = false;
+  try {
+    // Another run may have changed the registry or taken the range between the computation and the seize.
+    const maps = readMaps(pid);
+    if (
+      session.generation !== prepared.generation ||
+      !stillFree(maps, prepared.placement.start, prepared.placement.end)
+    ) {
+      prepared = prepareUpload(pid, name, bytes, session.snapshot, maps, opts);
+    }
+    mapRegions(session, prepared.record, mapped);
+    if (session.base === undefined) {
+      // Creating the registry needs remote system calls: do it in this same stop.
+      session.commit(session.state);
+      createdRegistry = true;
+    }
+    session.run();
+    stoppedMs = performance.now() - stopStart;
+    writeRegions(pid, prepared.linked);
+    session.commit(commitUploaded(session.state, prepared.record));
+    committed = true;
+    return prepared.record;
+  } finally {
+    if (!committed) cleanup(session, mapped, createdRegistry);
+    if (stoppedMs === 0) stoppedMs = performance.now() - stopStart;
+    session.close();
+    if (opts.timings) {
+      const t3 = performance.now();
+      Object.assign(opts.timings, { parse: t1 - t0, link: t2 - t1, write: t3 - t2, stopped: stoppedMs });
+    }
+  }
+}
+
+/** Undo a failed upload: unmap what was mapped (and a registry made for it), in a short stop. */
+function cleanup(
+  session: TargetSession,
+  mapped: { addr: bigint; size: number }[],
+  createdRegistry: boolean,
+): void {
+  if (mapped.length === 0 && !createdRegistry) return;
+  try {
+    session.stop();
+    for (const m of mapped) remoteMunmap(session.tracee, session.tid, m.addr, m.size);
+    if (createdRegistry && session.base !== undefined)
+      remoteMunmap(session.tracee, session.tid, session.base, registrySize());
+  } catch {
+    // Best effort: the original failure is what the caller needs to see.
+  }
+}
+
+/**
+ * UNLOAD (SPEC §5): a CHECKED payload's memory is freed and its record
+ * dropped; APPLIED `EINVAL`; unknown `ENOENT`. The regions are unmapped in a
+ * short stop, then the registry is committed without the record.
+ */
+export function unloadPayload(session: TargetSession, name: string): void {
+  const p = plan(session.state, name, "UNLOAD");
+  session.stop();
+  for (const r of p.payload.regions) remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
+  session.run();
+  session.commit(commitUnloaded(session.state, name));
+}
