@@ -1,6 +1,17 @@
 /** The table of `xsplice` sub-commands, in the order `--help` lists them (SPEC §10). */
 import { buildCommand } from "./build.ts";
 import type { Command } from "./command.ts";
+import { getCommand } from "./get.ts";
 import { inspectCommand } from "./inspect.ts";
+import { listCommand } from "./list.ts";
+import { unloadCommand } from "./unload.ts";
+import { uploadCommand } from "./upload.ts";
 
-export const commands: Command[] = [inspectCommand, buildCommand];
+export const commands: Command[] = [
+  uploadCommand,
+  unloadCommand,
+  getCommand,
+  listCommand,
+  inspectCommand,
+  buildCommand,
+];
