@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { ERRNO, XspliceError } from "../errors.ts";
 import { parseMaps } from "../process/maps.ts";
 import { CMD, type Cmd } from "./actions.ts";
+import { runAction } from "./execute.ts";
 import { type UploadOptions, unloadPayload, uploadPayload } from "./loader.ts";
 import type { PayloadRecord, State } from "./registry/records.ts";
 import { findRegistry, isRegistryMapping, readTargetRegistry } from "./registry/remote.ts";
@@ -164,7 +165,8 @@ export async function action(pid: number, name: string, cmd: Cmd, opts: ActionOp
       case "APPLY":
       case "REVERT":
       case "REPLACE":
-        throw new XspliceError("EOPNOTSUPP", `${cmd} is not implemented in this build`);
+        runAction(session, name, cmd, { timeoutMs: opts.timeoutMs, flags: { nodeps: opts.nodeps } });
+        return;
       // ---- end of the executor's cases ----
       default: {
         const never: never = cmd;

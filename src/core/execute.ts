@@ -28,11 +28,8 @@ import { livePatchingWarning } from "../elf/dwarf-producer.ts";
 import type { ElfFile } from "../elf/file.ts";
 import { readElf } from "../elf/file.ts";
 import { ERRNO, XspliceError } from "../errors.ts";
-import { type Mapping, readMaps } from "../process/maps.ts";
 import { readMemory, writeMemory } from "../process/memory.ts";
 import { mappedObjects } from "../process/objects.ts";
-import { addressesToCheck, stackFacts, type UnwindObject } from "../process/stack.ts";
-import { sleepSync } from "../process/threads.ts";
 import {
   type ActionFlags,
   type Cmd,
@@ -45,7 +42,6 @@ import {
 import { type HookKind, hasHook, hookFailure, runHooks, setStructRc } from "./hooks.ts";
 import {
   fromHex,
-  type GuardRange,
   hexAddr,
   journalWrites,
   type PatchPlan,
@@ -53,11 +49,17 @@ import {
   planPatches,
   toHex,
 } from "./patch-plan.ts";
+import { recover } from "./recovery.ts";
 import type { Journal, PayloadRecord, RegistryState, State } from "./registry/records.ts";
-import type { TargetSession } from "./session.ts";
+import { type SafeStopResult, type StackPolicy, safeStop } from "./safe-stop.ts";
+import { addOpenHook, openTarget, type TargetSession } from "./session.ts";
 
-/** Which return addresses the safety check trusts (see `src/process/stack.ts`). */
-export type StackPolicy = "conservative" | "unwound";
+export type { StackPolicy } from "./safe-stop.ts";
+
+// SPEC §8: every session opened by this build first finishes what a killed run left journaled.
+addOpenHook((session) => {
+  recover(session);
+});
 
 /** Options of an action. */
 export interface ExecuteOptions {
@@ -83,17 +85,6 @@ export interface ActionResult {
   attempts: number;
   /** Non-fatal findings, e.g. the SPEC §12 -flive-patching warning, a failing post-hook. */
   warnings: string[];
-}
-
-/** A thread found in a guarded range. */
-interface Busy {
-  tid: number;
-  guard: GuardRange;
-  addr: bigint;
-  /** The pc itself (else a return address). */
-  atPc: boolean;
-  /** The thread's stack could not be read, so it could not be checked. */
-  unreadable?: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 30;
@@ -155,48 +146,6 @@ function outcomeOf(base: RegistryState, pp: PatchPlan): RegistryState {
 /** The registry after a failed action: the state before it, rc = the error on the named payload. */
 function failedOutcome(before: RegistryState, name: string, rc: number): RegistryState {
   return withoutJournal(commitRc(before, name, rc));
-}
-
-/**
- * Look for a thread in a guarded range. A pc counts inside `[start, end)`; a
- * return address also at `end` (a call to a noreturn function as the last
- * instruction, see `hitsRange`). A stack that cannot be read at all counts as
- * busy: an unchecked thread could be anywhere.
- */
-function findBusy(
-  session: TargetSession,
-  guards: readonly GuardRange[],
-  maps: { current: readonly Mapping[] },
-  policy: StackPolicy,
-  objectAt: ((pc: bigint) => UnwindObject | undefined) | undefined,
-): Busy | undefined {
-  const pid = session.pid;
-  const read = (a: bigint, l: number) => readMemory(pid, a, l);
-  for (const tid of session.tracee.threads) {
-    const regs = session.tracee.regs(tid);
-    for (const g of guards)
-      if (regs.rip >= g.start && regs.rip < g.end) return { tid, guard: g, addr: regs.rip, atPc: true };
-    let facts = stackFacts({ regs, read, maps: maps.current, objectAt });
-    if (!facts.scanned) {
-      // A thread created after the maps were read: its stack is in a new mapping.
-      maps.current = readMaps(pid);
-      facts = stackFacts({ regs, read, maps: maps.current, objectAt });
-      if (!facts.scanned) return { tid, guard: guards[0]!, addr: regs.rsp, atPc: false, unreadable: true };
-    }
-    for (const a of addressesToCheck(facts, policy)) {
-      if (a === regs.rip) continue;
-      for (const g of guards) if (a >= g.start && a <= g.end) return { tid, guard: g, addr: a, atPc: false };
-    }
-  }
-  return undefined;
-}
-
-/** The SPEC §10 wording: `handle_request is on the stack of thread 4247 (30 ms)`. */
-function busyMessage(b: Busy, timeoutMs: number): string {
-  if (b.unreadable)
-    return `the stack of thread ${b.tid} cannot be read, so it cannot be checked (${timeoutMs} ms)`;
-  if (b.atPc) return `${b.guard.func} is executing in thread ${b.tid} (${timeoutMs} ms)`;
-  return `${b.guard.func} is on the stack of thread ${b.tid} (${timeoutMs} ms)`;
 }
 
 /** Write `w.after` over `w.before`, in the stop: read right before, write, read back. */
@@ -362,10 +311,9 @@ export function executeAction(
 }
 
 /**
- * The safe stop and the writes (SPEC §6). Returns the stop window of the
- * successful attempt. On failure inside the stop the writes made are undone;
- * if even that fails, the error carries `keepJournal` so the journal stays for
- * recovery to finish.
+ * The safe stop and the writes (SPEC §6). On failure inside the stop the
+ * writes made are undone; if even that fails, the error carries
+ * `keepJournal` so the journal stays for recovery to finish.
  */
 function stopAndPatch(
   session: TargetSession,
@@ -373,46 +321,10 @@ function stopAndPatch(
   timeoutMs: number,
   policy: StackPolicy,
   retryDelayMs: number,
-): { window: number; attempts: number } {
-  const pid = session.pid;
-  const deadline = performance.now() + timeoutMs;
-  const maps = { current: readMaps(pid) };
-  let objectAt: ((pc: bigint) => UnwindObject | undefined) | undefined;
-  if (policy === "unwound") {
-    const objects = mappedObjects(pid, { maps: maps.current as Mapping[] });
-    objectAt = (pc) => {
-      const o = objects.find((x) => x.contains(pc));
-      return o ? { bias: o.bias, ehFrame: () => o.ehFrame() } : undefined;
-    };
-  }
-  for (let attempt = 1; ; attempt++) {
-    const t0 = performance.now();
-    session.stop(Math.max(5, deadline - t0));
-    const busy = findBusy(session, pp.guards, maps, policy, objectAt);
-    if (busy) {
-      session.run();
-      const now = performance.now();
-      if (now >= deadline)
-        throw new XspliceError("EBUSY", busyMessage(busy, timeoutMs), {
-          tid: busy.tid,
-          symbol: busy.guard.func,
-          address: busy.addr,
-        });
-      const wait = Math.min(retryDelayMs, deadline - now);
-      if (wait > 0) {
-        session.poll();
-        sleepSync(wait);
-        session.poll();
-      }
-      continue;
-    }
-    try {
-      patchInStop(session, pp, timeoutMs);
-    } finally {
-      session.run();
-    }
-    return { window: performance.now() - t0, attempts: attempt };
-  }
+): SafeStopResult {
+  return safeStop(session, pp.guards, { timeoutMs, policy, retryDelayMs }, () =>
+    patchInStop(session, pp, timeoutMs),
+  );
 }
 
 /** Inside the safe stop: per step, hooks and writes; on failure undo the writes made. */
@@ -464,4 +376,30 @@ export function runAction(
 ): ActionResult {
   const plan = planAction(session.state, name, cmd, opts.flags ?? {});
   return executeAction(session, plan, cmd, opts);
+}
+
+/** Options of `performAction`. */
+export interface PerformOptions extends ExecuteOptions {
+  flags?: ActionFlags;
+  /** How long to wait for another xsplice run holding the target, in ms (default 10000). */
+  waitMs?: number;
+}
+
+/**
+ * ACTION APPLY/REVERT/REPLACE on process `pid` with the result the CLI
+ * prints (stop window, warnings): open the target (recovering a journal left
+ * by a killed run), plan, execute, close.
+ */
+export function performAction(
+  pid: number,
+  name: string,
+  cmd: Exclude<Cmd, "UNLOAD">,
+  opts: PerformOptions = {},
+): ActionResult {
+  const session = openTarget(pid, { waitMs: opts.waitMs, forPayload: name });
+  try {
+    return runAction(session, name, cmd, opts);
+  } finally {
+    session.close();
+  }
 }

@@ -97,6 +97,8 @@ export function patchRecords(
         patchAddr: hex(oldAddr),
         patch: toHex(arch.nops(f.newSize)),
         undo: "",
+        // SPEC §1 expectation (livepatch format), checked by the executor before APPLY.
+        ...(f.expect ? { expect: toHex(f.expect) } : {}),
       });
       continue;
     }
@@ -111,6 +113,7 @@ export function patchRecords(
       patchAddr: hex(site.at),
       patch: toHex(site.bytes),
       undo: "",
+      ...(f.expect ? { expect: toHex(f.expect) } : {}),
     });
   }
   return out;
