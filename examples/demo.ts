@@ -1,32 +1,451 @@
 /**
- * `npm run demo` (placeholder until the live-patching demo lands): builds a
- * sample payload from a C fixture with gcc, ld and objcopy, then runs
- * `xsplice inspect` on it through the real command line, text and JSON.
- * Exits non-zero if anything fails.
+ * `npm run demo` (issue #7): live-patch a vulnerable server while it serves
+ * traffic, then take the patch out again.
+ *
+ *   1. build the server (examples/server/server.c) and its two clients;
+ *   2. start the server and a load generator of normal requests;
+ *   3. show the exploit working: the server leaks its secret;
+ *   4. build the fix (examples/server/fix.c) with `xsplice build` and load it
+ *      with `xsplice load` while the load keeps running;
+ *   5. show the exploit failing, no normal request failed, and the pause the
+ *      server saw (`stopWindowMs` from `xsplice load --json`);
+ *   6. revert, show the old behaviour again, stop the load, clean up.
+ *
+ * Every claim is checked; the exit status is 0 only if every step behaved as
+ * claimed. `--json` prints one JSON document (and nothing else) on stdout.
+ * Every process the demo starts is stopped at the end, also on failure and
+ * on Ctrl-C.
  */
-import { spawnSync } from "node:child_process";
-import { join } from "node:path";
-import { ROOT } from "../test/helpers/cc.ts";
-import { buildFixturePayload } from "../test/helpers/payload-fixtures.ts";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import {
+  buildExamplePayload,
+  buildProgram,
+  EXAMPLES_DIR,
+  LIVE_PATCHABLE_CFLAGS,
+  PROGRAMS,
+} from "./lib/build.ts";
+import { type Program, startProgram } from "./lib/program.ts";
+import {
+  type ExploitResult,
+  type LoadCounts,
+  type LoadReport,
+  parseCounts,
+  parseDone,
+  runExploit,
+  showBytes,
+} from "./lib/server-clients.ts";
+import { missingCommands, runXsplice, type XspliceRun } from "./lib/xsplice.ts";
 
-function xsplice(args: string[]): string {
-  const r = spawnSync(process.execPath, [join(ROOT, "bin/xsplice.js"), ...args], { encoding: "utf8" });
-  if (r.status !== 0) {
-    process.stderr.write(r.stderr);
-    throw new Error(`xsplice ${args.join(" ")} exited with ${r.status}`);
+/** One numbered step: what the demo claims, what it saw, and whether they agree. */
+interface StepResult {
+  step: number;
+  title: string;
+  claim: string;
+  ok: boolean;
+  observed: string;
+  /** Set when an earlier step failed and this one could not run. */
+  skipped?: boolean;
+  data: Record<string, unknown>;
+}
+
+/** Facts gathered along the way, for the summary. */
+interface Facts {
+  serverPid?: number;
+  port?: number;
+  secret: string;
+  leakBefore?: boolean;
+  leakPatched?: boolean;
+  leakReverted?: boolean;
+  patchedReply?: string;
+  stopWindowMs?: number;
+  loadMs?: number;
+  countsBeforeLoad?: LoadCounts;
+  countsAfterLoad?: LoadCounts;
+  load?: LoadReport;
+  payloadBuildId?: string;
+}
+
+const json = process.argv.includes("--json");
+const STEPS = 6;
+/** What each step claims; the summary table lists these. */
+const CLAIMS = [
+  "server, loadgen and exploit built",
+  "server up, normal requests answered, none failed",
+  "the unpatched server leaks its secret",
+  "fix loaded live: state APPLIED, stop window reported",
+  "exploit refused, 0 failed requests, traffic kept flowing",
+  "reverted and unloaded, exploit works again, 0 failed requests overall",
+] as const;
+const TITLES = ["build", "start", "exploit works", "load", "patched", "revert"] as const;
+const LOAD_CONNECTIONS = 4;
+const started = performance.now();
+const facts: Facts = { secret: `tok-${randomBytes(8).toString("hex")}` };
+const results: StepResult[] = [];
+const running: Program[] = [];
+let workDir: string | undefined;
+
+/** Text output for people; silent with --json (stdout then holds only the document). */
+function say(line = ""): void {
+  if (!json) process.stdout.write(`${line}\n`);
+}
+
+/** The step in progress, so that an unexpected error is charged to it. */
+let current = 0;
+
+function heading(step: number, title: string): void {
+  current = step;
+  say();
+  say(`[${step}/${STEPS}] ${title}`);
+}
+
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel.startsWith("..") ? path : rel;
+}
+
+function mark(ok: boolean): string {
+  return ok ? "✓" : "✗";
+}
+
+/** Record a step's outcome and print its verdict. */
+function record(r: { step: number; ok: boolean; observed: string; data?: Record<string, unknown> }): boolean {
+  const claim = CLAIMS[r.step - 1]!;
+  results.push({ ...r, title: TITLES[r.step - 1]!, claim, data: r.data ?? {} });
+  say(`      ${mark(r.ok)} ${r.ok ? claim : `expected: ${claim}; observed: ${r.observed}`}`);
+  return r.ok;
+}
+
+/** Find `key` anywhere in a JSON document (the load report's exact shape is the actions command's). */
+function findNumber(doc: unknown, key: string): number | undefined {
+  if (doc === null || typeof doc !== "object") return undefined;
+  const obj = doc as Record<string, unknown>;
+  if (typeof obj[key] === "number") return obj[key] as number;
+  for (const v of Object.values(obj)) {
+    const found = findNumber(v, key);
+    if (found !== undefined) return found;
   }
-  return r.stdout;
+  return undefined;
 }
 
-try {
-  const payload = buildFixturePayload({ source: "payload/xsplice-basic.c" });
-  console.log(`$ xsplice inspect ${payload}`);
-  process.stdout.write(xsplice(["inspect", payload]));
-  console.log(`\n$ xsplice inspect ${payload} --json`);
-  const doc = JSON.parse(xsplice(["inspect", payload, "--json"])) as { funcs: unknown[] };
-  console.log(JSON.stringify(doc, null, 2));
-  if (doc.funcs.length === 0) throw new Error("the sample payload shows no functions");
-} catch (err) {
-  console.error(`demo failed: ${(err as Error).message}`);
-  process.exit(1);
+function showCommand(r: XspliceRun): void {
+  say(`      $ xsplice ${r.args.map((a) => (a.startsWith("/") ? shown(a) : a)).join(" ")}`);
 }
+
+function latestCounts(p: Program): LoadCounts {
+  for (let i = p.lines.length - 1; i >= 0; i--) {
+    const c = parseCounts(p.lines[i]!);
+    if (c) return c;
+  }
+  return { ok: 0, failed: 0 };
+}
+
+async function waitForCounts(
+  p: Program,
+  pred: (c: LoadCounts) => boolean,
+  timeoutMs: number,
+): Promise<LoadCounts> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const c = latestCounts(p);
+    if (pred(c) || performance.now() > deadline || p.exited) return c;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function leaks(r: ExploitResult): boolean {
+  return r.status === 0 && r.data.includes(facts.secret);
+}
+
+async function stopAll(): Promise<void> {
+  await Promise.all(running.map((p) => p.stop("SIGKILL", 1000)));
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+  workDir = undefined;
+}
+
+/** Run the six steps; returns when one fails (the rest are then recorded as skipped). */
+async function run(): Promise<void> {
+  // 1. Build.
+  heading(1, "Build the vulnerable server and its clients");
+  say(`      gcc ${LIVE_PATCHABLE_CFLAGS.join(" ")}`);
+  const exes: Record<string, string> = {};
+  try {
+    for (const spec of [PROGRAMS.server, PROGRAMS.loadgen, PROGRAMS.exploit]) {
+      exes[spec.name] = await buildProgram(spec);
+      say(`      built ${spec.name.padEnd(8)} ${shown(exes[spec.name]!)}`);
+    }
+  } catch (err) {
+    record({
+      step: 1,
+      ok: false,
+      observed: String(err),
+    });
+    return;
+  }
+  record({
+    step: 1,
+    ok: true,
+    observed: "built",
+  });
+
+  // 2. Start the server and the load.
+  heading(2, "Start the server and a load generator of normal requests");
+  const { program: server, readyLine } = await startProgram(exes["server"]!, ["--exit-on-eof"], {
+    env: { SERVER_SECRET: facts.secret },
+  });
+  running.push(server);
+  facts.serverPid = server.pid;
+  facts.port = Number(/port=(\d+)/.exec(readyLine)?.[1]);
+  say(`      server pid ${server.pid} listening on 127.0.0.1:${facts.port} (secret ${facts.secret})`);
+  const { program: loadgen } = await startProgram(
+    exes["loadgen"]!,
+    ["--port", String(facts.port), "--connections", String(LOAD_CONNECTIONS)],
+    { ready: /^started / },
+  );
+  running.push(loadgen);
+  const warm = await waitForCounts(loadgen, (c) => c.ok >= 500, 5000);
+  say(`      loadgen: ${LOAD_CONNECTIONS} connections, ${warm.ok} requests answered, ${warm.failed} failed`);
+  if (
+    !record({
+      step: 2,
+      ok: warm.ok > 0 && warm.failed === 0,
+      observed: `${warm.ok} ok, ${warm.failed} failed`,
+      data: { pid: server.pid, port: facts.port, ...warm },
+    })
+  )
+    return;
+
+  // 3. The exploit.
+  heading(3, "Exploit CVE-2026-0001: ECHO trusts the length the client asks for");
+  say(`      $ exploit --port ${facts.port} --len 200     # sends 2 bytes, asks for 200 back`);
+  const before = await runExploit(exes["exploit"]!, facts.port);
+  facts.leakBefore = leaks(before);
+  say(`      reply: ${before.reply}`);
+  say(`      data:  ${showBytes(before.data)}`);
+  if (
+    !record({
+      step: 3,
+      ok: facts.leakBefore,
+      observed: facts.leakBefore ? "secret leaked" : `no leak (${before.reply || before.output.trim()})`,
+      data: { reply: before.reply, leakedBytes: before.data.length, secretLeaked: facts.leakBefore },
+    })
+  )
+    return;
+
+  // 4. Build the fix and load it live.
+  heading(4, "Build the fix and load it into the running server, under load");
+  workDir = mkdtempSync(join(tmpdir(), "xsplice-demo-"));
+  const payload = join(workDir, "fix.xsplice");
+  const missing = await missingCommands(["load", "revert", "unload", "get"]);
+  say(`      $ xsplice build ${shown(join(EXAMPLES_DIR, "server/fix.c"))} --target server -o fix.xsplice`);
+  let built: Awaited<ReturnType<typeof buildExamplePayload>>;
+  try {
+    built = await buildExamplePayload("server/fix.c", exes["server"]!, payload);
+  } catch (err) {
+    record({ step: 4, ok: false, observed: String(err) });
+    return;
+  }
+  facts.payloadBuildId = built.buildId;
+  for (const f of built.funcs)
+    say(`        ${f.name} → ${f.replacement} (${f.newSize} bytes), build-id ${built.buildId}`);
+  if (missing.length > 0) {
+    record({
+      step: 4,
+      ok: false,
+      observed: `this checkout's xsplice has no ${missing.join("/")} command yet (issues #4, #5)`,
+      data: { missing },
+    });
+    return;
+  }
+  const loadStart = latestCounts(loadgen);
+  facts.countsBeforeLoad = loadStart;
+  const load = await runXsplice(["load", String(server.pid), payload, "--name", "fix", "--json"]);
+  showCommand(load);
+  facts.loadMs = load.elapsedMs;
+  facts.stopWindowMs = findNumber(load.json, "stopWindowMs");
+  const get = load.status === 0 ? await runXsplice(["get", String(server.pid), "fix", "--json"]) : undefined;
+  const state = (get?.json as { state?: string } | undefined)?.state;
+  say(
+    load.status === 0
+      ? `      applied in ${load.elapsedMs.toFixed(0)} ms (whole command); server stopped for ${facts.stopWindowMs?.toFixed(3) ?? "?"} ms; state ${state}`
+      : `      xsplice load failed: ${load.error}`,
+  );
+  if (
+    !record({
+      step: 4,
+      ok: load.status === 0 && state === "APPLIED" && facts.stopWindowMs !== undefined,
+      observed:
+        load.status !== 0
+          ? `exit ${load.status}: ${load.error}`
+          : `state ${state}, stopWindowMs ${facts.stopWindowMs ?? "missing from the --json output"}`,
+      data: {
+        exit: load.status,
+        state,
+        stopWindowMs: facts.stopWindowMs,
+        buildId: built.buildId,
+        load: load.json,
+      },
+    })
+  )
+    return;
+
+  // 5. The patched server.
+  heading(5, "The patched server: exploit refused, normal traffic untouched");
+  const patched = await runExploit(exes["exploit"]!, facts.port);
+  facts.leakPatched = leaks(patched);
+  facts.patchedReply = patched.reply;
+  say(`      $ exploit --port ${facts.port} --len 200`);
+  say(`      reply: ${patched.reply}`);
+  // Let the load run on the patched code for a while, then look at the counters.
+  const target = latestCounts(loadgen).ok + 500;
+  const after = await waitForCounts(loadgen, (c) => c.ok >= target, 5000);
+  facts.countsAfterLoad = after;
+  const servedSince = after.ok - loadStart.ok;
+  say(`      loadgen: ${after.ok} answered (${servedSince} since the load began), ${after.failed} failed`);
+  say(`      pause the server saw: ${facts.stopWindowMs?.toFixed(3)} ms (stopWindowMs)`);
+  const ok5 = !facts.leakPatched && patched.status === 3 && after.failed === 0 && servedSince > 0;
+  if (
+    !record({
+      step: 5,
+      ok: ok5,
+      observed: `exploit ${facts.leakPatched ? "still leaks" : patched.reply}; ${after.failed} failed, ${servedSince} served since load`,
+      data: { reply: patched.reply, secretLeaked: facts.leakPatched, ...after, servedSinceLoad: servedSince },
+    })
+  )
+    return;
+
+  // 6. Revert and clean up.
+  heading(6, "Revert the fix, see the old behaviour, clean up");
+  const revert = await runXsplice(["revert", String(server.pid), "fix", "--json"]);
+  showCommand(revert);
+  const reverted = await runExploit(exes["exploit"]!, facts.port);
+  facts.leakReverted = leaks(reverted);
+  say(
+    `      exploit again → ${reverted.reply}: ${facts.leakReverted ? "the secret leaks again" : "no leak"}`,
+  );
+  const unload =
+    revert.status === 0 ? await runXsplice(["unload", String(server.pid), "fix", "--json"]) : undefined;
+  if (unload) showCommand(unload);
+  await loadgen.stop("SIGTERM", 5000);
+  facts.load = parseDone(loadgen.lines);
+  const l = facts.load;
+  say(
+    l
+      ? `      loadgen stopped: ${l.ok} ok, ${l.failed} failed; latency p50 ${l.p50Us} µs, p99 ${l.p99Us} µs, max ${(l.maxUs / 1000).toFixed(1)} ms`
+      : "      loadgen stopped without its report",
+  );
+  if (l?.firstError) say(`      first failure: ${l.firstError}`);
+  await server.stop("SIGTERM");
+  say(`      server stopped (${server.exitStatus})`);
+  record({
+    step: 6,
+    ok:
+      revert.status === 0 && unload?.status === 0 && facts.leakReverted && l !== undefined && l.failed === 0,
+    observed:
+      revert.status !== 0
+        ? `revert exit ${revert.status}: ${revert.error}`
+        : unload?.status !== 0
+          ? `unload exit ${unload?.status}: ${unload?.error}`
+          : `leak ${facts.leakReverted ? "back" : "absent"}, ${l?.failed ?? "?"} failed of ${l ? l.ok + l.failed : "?"}`,
+    data: {
+      revertExit: revert.status,
+      unloadExit: unload?.status,
+      secretLeaked: facts.leakReverted,
+      load: l,
+    },
+  });
+}
+
+function summaryTable(): string[] {
+  const rows = results.map((r) => [
+    String(r.step),
+    r.claim,
+    r.skipped ? "skipped" : r.ok ? "ok" : "FAILED",
+    r.ok ? "" : r.observed,
+  ]);
+  const width = [4, Math.max(5, ...rows.map((r) => r[1]!.length)), 7];
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i < width.length ? c.padEnd(width[i]!) : c))
+      .join("  ")
+      .trimEnd();
+  return [
+    line(["step", "claim", "result", "observed"]),
+    line(["----", "-".repeat(width[1]!), "-------"]),
+    ...rows.map(line),
+  ];
+}
+
+function report(error?: string): number {
+  for (let s = results.length + 1; s <= STEPS; s++) {
+    results.push({
+      step: s,
+      title: TITLES[s - 1]!,
+      claim: CLAIMS[s - 1]!,
+      ok: false,
+      skipped: true,
+      observed: "not run: an earlier step failed",
+      data: {},
+    });
+  }
+  const ok = error === undefined && results.every((r) => r.ok);
+  const elapsedMs = Math.round(performance.now() - started);
+  if (json) {
+    const doc = {
+      ok,
+      elapsedMs,
+      steps: results,
+      summary: {
+        serverPid: facts.serverPid,
+        port: facts.port,
+        secretLeakedBefore: facts.leakBefore,
+        secretLeakedPatched: facts.leakPatched,
+        secretLeakedReverted: facts.leakReverted,
+        patchedReply: facts.patchedReply,
+        stopWindowMs: facts.stopWindowMs,
+        loadCommandMs: facts.loadMs === undefined ? undefined : Math.round(facts.loadMs),
+        requests: facts.load,
+        payloadBuildId: facts.payloadBuildId,
+      },
+      ...(error === undefined ? {} : { error }),
+    };
+    process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+  } else {
+    say();
+    say("Summary");
+    for (const l of summaryTable()) say(`  ${l}`);
+    if (facts.load) {
+      say(
+        `  requests: ${facts.load.ok} ok, ${facts.load.failed} failed; stop window ${facts.stopWindowMs?.toFixed(3) ?? "?"} ms; ` +
+          `max request latency ${(facts.load.maxUs / 1000).toFixed(1)} ms`,
+      );
+    }
+    if (error) say(`  error: ${error}`);
+    say(`  ${ok ? "demo passed" : "demo FAILED"} in ${(elapsedMs / 1000).toFixed(1)} s`);
+  }
+  return ok ? 0 : 1;
+}
+
+let interrupted = false;
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    say(`\n${sig}: stopping every process the demo started`);
+    void stopAll().then(() => process.exit(130));
+  });
+}
+
+say("xsplice demo: fix a leaking server while it serves traffic, then take the fix out again");
+let error: string | undefined;
+try {
+  await run();
+} catch (err) {
+  error = err instanceof Error ? err.message : String(err);
+  if (current > results.length) record({ step: current, ok: false, observed: error });
+} finally {
+  await stopAll();
+}
+if (!interrupted) process.exitCode = report(error);
