@@ -3,8 +3,10 @@
  * §12 asks live-patchable programs to be built, linking a shared library of
  * its own; payloads built with `buildPayload` (cached under test/.build/).
  */
+
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { buildPayload } from "../../../src/build/index.ts";
 import { BUILD_DIR, compileC, FIXTURES, tool } from "../../helpers/cc.ts";
@@ -80,3 +82,35 @@ export function payload(
   renameSync(tmp, out);
   return out;
 }
+
+/**
+ * Payload `n` of a family of distinct payloads (own build-ids, own replacement
+ * names) that all replace `second_fn`: for LIST paging, races and cycles.
+ */
+export function generated(n: number): string {
+  const dir = join(BUILD_DIR, "upload", "gen");
+  mkdirSync(dir, { recursive: true });
+  const src = join(dir, `gen-${n}.c`);
+  const text = `#include <xsplice.h>\nint repl_gen_${n}(int a) { return a + ${n}; }\nXSPLICE_REPLACE(second_fn, repl_gen_${n});\nXSPLICE_METADATA("n=${n}");\n`;
+  if (!existsSync(src) || readFileSync(src, "utf8") !== text) writeFileSync(src, text);
+  return payload([src]);
+}
+
+/** Run the xsplice CLI as a separate OS process. */
+export function cli(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [XSPLICE_BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      stderr += d;
+    });
+    child.on("close", (status) => resolve({ status: status ?? -1, stdout, stderr }));
+  });
+}
+
+/** bin/xsplice.js. */
+export const XSPLICE_BIN = join(FIXTURES, "../../bin/xsplice.js");
