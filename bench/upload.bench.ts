@@ -1,0 +1,177 @@
+/**
+ * UPLOAD of a big payload (SPEC §2): 500 replacement functions with about
+ * 20,000 relocations, into a target that has the 500 old functions; split into
+ * parse / link / write, and the window the target's threads were stopped.
+ * Baseline, same run: `dlopen(RTLD_NOW)` of the same code built as a shared
+ * object, timed by the target itself (the way libpulp loads patches).
+ */
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { buildPayload } from "../src/build/index.ts";
+import { type UploadTimings, unloadPayload, uploadPayload } from "../src/core/loader.ts";
+import { openTarget } from "../src/core/session.ts";
+import { BUILD_DIR, compileC } from "../test/helpers/cc.ts";
+import { startTarget } from "../test/helpers/target.ts";
+import { type Bench, type BenchRow, stats } from "./lib.ts";
+
+const FUNCS = 500;
+const GLOBALS = 50;
+/** Global references per function: each is one GOTPCRELX relocation under -fPIC. */
+const REFS = 40;
+const ROUNDS = 7;
+
+const FLAGS = [
+  "-O2",
+  "-g",
+  "-fPIC",
+  "-pie",
+  "-Wl,--build-id",
+  "-flive-patching=inline-clone",
+  "-fno-omit-frame-pointer",
+];
+
+function targetSource(): string {
+  const out = [
+    "#include <dlfcn.h>",
+    "#include <stdio.h>",
+    "#include <string.h>",
+    "#include <time.h>",
+    "#include <unistd.h>",
+  ];
+  for (let g = 0; g < GLOBALS; g++) out.push(`int g_${g} = ${g};`);
+  for (let f = 0; f < FUNCS; f++)
+    out.push(`__attribute__((noinline)) int old_${f}(int x) { return x * ${f + 3} + g_${f % GLOBALS}; }`);
+  out.push(`
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
+int main(void) {
+  printf("ready pid=%d\\n", getpid()); fflush(stdout);
+  char line[4096], path[4000];
+  while (fgets(line, sizeof line, stdin)) {
+    if (sscanf(line, "dlopen %3999s", path) == 1) {
+      double t0 = now();
+      void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+      double t1 = now();
+      printf("dlopen %s %.4f\\n", h ? "ok" : dlerror(), t1 - t0); fflush(stdout);
+      if (h) dlclose(h);
+    } else {
+      int s = 0;
+      for (int i = 0; i < ${FUNCS}; i++) s += i;
+      printf("sum %d\\n", s); fflush(stdout);
+    }
+  }
+  return 0;
+}`);
+  return out.join("\n");
+}
+
+function patchSource(): string {
+  const out = ["#include <string.h>", "#ifdef XSPLICE", "#include <xsplice.h>", "#endif"];
+  for (let g = 0; g < GLOBALS; g++) out.push(`extern int g_${g};`);
+  for (let f = 0; f < FUNCS; f++) {
+    const terms: string[] = [];
+    for (let r = 0; r < REFS; r++) terms.push(`g_${(f * 7 + r * 13) % GLOBALS} * ${r + 1}`);
+    out.push(
+      `int new_${f}(int x) { volatile int s = x * ${f + 1}; s += ${terms.join(";\n  s += ")}; return s; }`,
+    );
+  }
+  out.push("#ifdef XSPLICE");
+  for (let f = 0; f < FUNCS; f++) out.push(`XSPLICE_REPLACE(old_${f}, new_${f});`);
+  out.push("#endif");
+  return out.join("\n");
+}
+
+function cached(name: string, text: string): string {
+  const dir = join(BUILD_DIR, "bench-upload");
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, name);
+  if (!existsSync(path) || readFileSync(path, "utf8") !== text) writeFileSync(path, text);
+  return path;
+}
+
+function relocationCount(file: string): number {
+  const out = execFileSync("readelf", ["-rW", file], { encoding: "utf8", maxBuffer: 64 << 20 });
+  return out.split("\n").filter((l) => /^[0-9a-f]{16}\s/.test(l)).length;
+}
+
+const bench: Bench = async () => {
+  const tsrc = cached("target.c", targetSource());
+  const psrc = cached("patch.c", patchSource());
+  const target = compileC({
+    sources: [tsrc],
+    kind: "exe",
+    flags: [...FLAGS, "-rdynamic"],
+    libs: ["-ldl"],
+    name: "bench-upload-target",
+  });
+  const so = compileC({
+    sources: [psrc],
+    kind: "shared",
+    flags: ["-O2", "-fPIC"],
+    name: "bench-upload-patch",
+  });
+  const h = createHash("sha256")
+    .update(readFileSync(target))
+    .update(readFileSync(psrc))
+    .digest("hex")
+    .slice(0, 12);
+  const payloadPath = join(BUILD_DIR, "bench-upload", `patch-${h}.xsplice`);
+  if (!existsSync(payloadPath)) {
+    buildPayload({ sources: [psrc], target, out: `${payloadPath}.tmp`, cflags: ["-DXSPLICE"] });
+    renameSync(`${payloadPath}.tmp`, payloadPath);
+  }
+  const bytes = readFileSync(payloadPath);
+  const relocs = relocationCount(payloadPath);
+
+  const t = await startTarget(target);
+  const timings: Required<UploadTimings>[] = [];
+  const totals: number[] = [];
+  const dl: number[] = [];
+  try {
+    for (let i = 0; i < ROUNDS + 1; i++) {
+      const tm: UploadTimings = {};
+      const t0 = performance.now();
+      uploadPayload(t.pid, "big", bytes, { timings: tm });
+      const total = performance.now() - t0;
+      const s = openTarget(t.pid);
+      try {
+        unloadPayload(s, "big");
+      } finally {
+        s.close();
+      }
+      if (i === 0) continue; // warm-up: first reads of the objects' files, the registry's creation
+      totals.push(total);
+      timings.push(tm as Required<UploadTimings>);
+      const from = t.lines.length;
+      t.send(`dlopen ${so}`);
+      const line = await t.waitFor(/^dlopen /, { from });
+      const m = /^dlopen ok ([\d.]+)$/.exec(line);
+      if (!m) throw new Error(`dlopen failed in the target: ${line}`);
+      dl.push(Number(m[1]));
+    }
+  } finally {
+    await t.kill();
+  }
+  const baseline = { name: "dlopen RTLD_NOW", stats: stats(dl) };
+  const note = `${FUNCS} functions, ${relocs} relocations, ${bytes.length} bytes`;
+  const rows: BenchRow[] = [
+    { name: baseline.name, stats: baseline.stats, note: "same code as a .so, timed inside the target" },
+    { name: "upload total", stats: stats(totals), baseline, note },
+    { name: "upload: parse (checks, readPayload)", stats: stats(timings.map((x) => x.parse)), baseline },
+    {
+      name: "upload: link (objects, layout, place, link, checks)",
+      stats: stats(timings.map((x) => x.link)),
+      baseline,
+    },
+    {
+      name: "upload: write (seize, mmap, write, commit)",
+      stats: stats(timings.map((x) => x.write)),
+      baseline,
+    },
+    { name: "upload: threads stopped", stats: stats(timings.map((x) => x.stopped)), baseline },
+  ];
+  return rows;
+};
+
+export default bench;
