@@ -61,6 +61,7 @@ interface Facts {
   leakReverted?: boolean;
   patchedReply?: string;
   stopWindowMs?: number;
+  revertStopWindowMs?: number;
   loadMs?: number;
   countsBeforeLoad?: LoadCounts;
   countsAfterLoad?: LoadCounts;
@@ -81,6 +82,9 @@ const CLAIMS = [
 ] as const;
 const TITLES = ["build", "start", "exploit works", "load", "patched", "revert"] as const;
 const LOAD_CONNECTIONS = 4;
+/** How long the load runs before the exploit, and on the patched server (ms). */
+const WARM_UP_MS = 1000;
+const PATCHED_LOAD_MS = 1500;
 const started = performance.now();
 const facts: Facts = { secret: `tok-${randomBytes(8).toString("hex")}` };
 const results: StepResult[] = [];
@@ -140,6 +144,20 @@ function latestCounts(p: Program): LoadCounts {
     if (c) return c;
   }
   return { ok: 0, failed: 0 };
+}
+
+/**
+ * Let the load run for `ms`, printing its counters every half second (the
+ * progress a person watches), and return the last counters.
+ */
+async function watchLoad(p: Program, ms: number): Promise<LoadCounts> {
+  const until = performance.now() + ms;
+  while (performance.now() < until && !p.exited) {
+    await new Promise((r) => setTimeout(r, Math.min(500, Math.max(0, until - performance.now()))));
+    const c = latestCounts(p);
+    say(`        … ${String(c.ok).padStart(6)} requests answered, ${c.failed} failed`);
+  }
+  return latestCounts(p);
 }
 
 async function waitForCounts(
@@ -205,8 +223,11 @@ async function run(): Promise<void> {
     { ready: /^started / },
   );
   running.push(loadgen);
-  const warm = await waitForCounts(loadgen, (c) => c.ok >= 500, 5000);
-  say(`      loadgen: ${LOAD_CONNECTIONS} connections, ${warm.ok} requests answered, ${warm.failed} failed`);
+  say(
+    `      loadgen: ${LOAD_CONNECTIONS} connections, each sending ECHO/PING requests in a loop and checking every reply`,
+  );
+  await waitForCounts(loadgen, (c) => c.ok > 0, 5000);
+  const warm = await watchLoad(loadgen, WARM_UP_MS);
   if (
     !record({
       step: 2,
@@ -265,6 +286,8 @@ async function run(): Promise<void> {
   showCommand(load);
   facts.loadMs = load.elapsedMs;
   facts.stopWindowMs = findNumber(load.json, "stopWindowMs");
+  for (const w of (load.json as { warnings?: unknown[] } | undefined)?.warnings ?? [])
+    say(`      warning: ${String(w)}`);
   const get = load.status === 0 ? await runXsplice(["get", String(server.pid), "fix", "--json"]) : undefined;
   const state = (get?.json as { state?: string } | undefined)?.state;
   say(
@@ -284,6 +307,7 @@ async function run(): Promise<void> {
         exit: load.status,
         state,
         stopWindowMs: facts.stopWindowMs,
+        revertStopWindowMs: facts.revertStopWindowMs,
         buildId: built.buildId,
         load: load.json,
       },
@@ -299,8 +323,8 @@ async function run(): Promise<void> {
   say(`      $ exploit --port ${facts.port} --len 200`);
   say(`      reply: ${patched.reply}`);
   // Let the load run on the patched code for a while, then look at the counters.
-  const target = latestCounts(loadgen).ok + 500;
-  const after = await waitForCounts(loadgen, (c) => c.ok >= target, 5000);
+  say(`      the load keeps running on the patched code:`);
+  const after = await watchLoad(loadgen, PATCHED_LOAD_MS);
   facts.countsAfterLoad = after;
   const servedSince = after.ok - loadStart.ok;
   say(`      loadgen: ${after.ok} answered (${servedSince} since the load began), ${after.failed} failed`);
@@ -320,6 +344,12 @@ async function run(): Promise<void> {
   heading(6, "Revert the fix, see the old behaviour, clean up");
   const revert = await runXsplice(["revert", String(server.pid), "fix", "--json"]);
   showCommand(revert);
+  facts.revertStopWindowMs = findNumber(revert.json, "stopWindowMs");
+  say(
+    revert.status === 0
+      ? `      reverted; server stopped for ${facts.revertStopWindowMs?.toFixed(3) ?? "?"} ms`
+      : `      xsplice revert failed: ${revert.error}`,
+  );
   const reverted = await runExploit(exes["exploit"]!, facts.port);
   facts.leakReverted = leaks(reverted);
   say(
@@ -405,6 +435,7 @@ function report(error?: string): number {
         secretLeakedReverted: facts.leakReverted,
         patchedReply: facts.patchedReply,
         stopWindowMs: facts.stopWindowMs,
+        revertStopWindowMs: facts.revertStopWindowMs,
         loadCommandMs: facts.loadMs === undefined ? undefined : Math.round(facts.loadMs),
         requests: facts.load,
         payloadBuildId: facts.payloadBuildId,
@@ -418,8 +449,11 @@ function report(error?: string): number {
     for (const l of summaryTable()) say(`  ${l}`);
     if (facts.load) {
       say(
-        `  requests: ${facts.load.ok} ok, ${facts.load.failed} failed; stop window ${facts.stopWindowMs?.toFixed(3) ?? "?"} ms; ` +
-          `max request latency ${(facts.load.maxUs / 1000).toFixed(1)} ms`,
+        `  requests: ${facts.load.ok} ok, ${facts.load.failed} failed; max request latency ${(facts.load.maxUs / 1000).toFixed(1)} ms`,
+      );
+      say(
+        `  the server was stopped for ${facts.stopWindowMs?.toFixed(3) ?? "?"} ms to apply the fix, ` +
+          `${facts.revertStopWindowMs?.toFixed(3) ?? "?"} ms to revert it (stopWindowMs)`,
       );
     }
     if (error) say(`  error: ${error}`);

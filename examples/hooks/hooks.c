@@ -6,7 +6,8 @@
  *   before patching and right after unpatching: they migrate state, here by
  *   moving config_version to 100 + its value and back. No locks, no stdio.
  * - preapply runs before the stop and may veto: it refuses while the target
- *   is in maintenance (the action then fails with -EAGAIN as its rc).
+ *   is in maintenance (the action then fails with -EBUSY as its rc; not
+ *   -EAGAIN, which GET reserves for an action in progress, SPEC §5).
  * - postapply / prerevert / postrevert report what happened on the target's
  *   fd 1 with write(2), so the target's own output shows the sequence.
  *
@@ -43,7 +44,7 @@ static void on_unload(void) {
 static int pre_apply(struct xsplice_payload *p) {
   if (maintenance) {
     say("preapply refused (maintenance)", p);
-    return -EAGAIN;
+    return -EBUSY;
   }
   say("preapply", p);
   return 0;

@@ -109,7 +109,8 @@ test("a pre-apply veto keeps the old code and state, and becomes the action's rc
 
   const load = await runXsplice(["load", pid, out, "--name", "vetoed", "--json"]);
   assert.notEqual(load.status, 0, `load must fail while the target is in maintenance: ${load.stdout}`);
-  assert.equal((load.json as { error?: string } | undefined)?.error, "EAGAIN", load.stdout);
+  assert.equal((load.json as { error?: string } | undefined)?.error, "EBUSY", load.stdout);
+  assert.equal(load.status, 2, "EBUSY is worth retrying (SPEC §10)");
   await greeter.waitFor(/^hook: preapply refused/, { from });
   assert.equal(await greet("cy"), "greeting: hello, cy");
   assert.equal(await status(), "status config_version=1 maintenance=1", "no load hook ran");
