@@ -330,11 +330,18 @@ async function run(): Promise<void> {
   say(`      loadgen: ${after.ok} answered (${servedSince} since the load began), ${after.failed} failed`);
   say(`      pause the server saw: ${facts.stopWindowMs?.toFixed(3)} ms (stopWindowMs)`);
   const ok5 = !facts.leakPatched && patched.status === 3 && after.failed === 0 && servedSince > 0;
+  let firstError = "";
+  if (after.failed > 0) {
+    // Stop the load now to get its report: the first failure says what went wrong.
+    await loadgen.stop("SIGTERM", 5000);
+    facts.load = parseDone(loadgen.lines);
+    firstError = facts.load?.firstError ? ` (first: ${facts.load.firstError})` : "";
+  }
   if (
     !record({
       step: 5,
       ok: ok5,
-      observed: `exploit ${facts.leakPatched ? "still leaks" : patched.reply}; ${after.failed} failed, ${servedSince} served since load`,
+      observed: `exploit ${facts.leakPatched ? "still leaks" : patched.reply}; ${after.failed} failed${firstError}, ${servedSince} served since load`,
       data: { reply: patched.reply, secretLeaked: facts.leakPatched, ...after, servedSinceLoad: servedSince },
     })
   )
