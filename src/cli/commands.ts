@@ -1,15 +1,23 @@
 /** The table of `xsplice` sub-commands, in the order `--help` lists them (SPEC §10). */
+import { applyCommand } from "./apply.ts";
 import { buildCommand } from "./build.ts";
 import type { Command } from "./command.ts";
 import { getCommand } from "./get.ts";
 import { inspectCommand } from "./inspect.ts";
 import { listCommand } from "./list.ts";
+import { loadCommand } from "./load.ts";
+import { replaceCommand } from "./replace.ts";
+import { revertCommand } from "./revert.ts";
 import { unloadCommand } from "./unload.ts";
 import { uploadCommand } from "./upload.ts";
 
 export const commands: Command[] = [
   uploadCommand,
+  applyCommand,
+  revertCommand,
+  replaceCommand,
   unloadCommand,
+  loadCommand,
   getCommand,
   listCommand,
   inspectCommand,

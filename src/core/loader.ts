@@ -30,6 +30,7 @@ import {
 import { type RegistrySnapshot, registrySize } from "./registry/format.ts";
 import { emptyRegistry, type PayloadRecord, type RegistryState } from "./registry/records.ts";
 import { readTargetRegistry } from "./registry/remote.ts";
+import { safeStop } from "./safe-stop.ts";
 import { type OpenOptions, openTarget, type TargetSession } from "./session.ts";
 
 /** Options of UPLOAD. */
@@ -373,10 +374,20 @@ function cleanup(
  * dropped; APPLIED `EINVAL`; unknown `ENOENT`. The regions are unmapped in a
  * short stop, then the registry is committed without the record.
  */
-export function unloadPayload(session: TargetSession, name: string): void {
+export function unloadPayload(session: TargetSession, name: string, timeoutMs = 1000): void {
   const p = plan(session.state, name, "UNLOAD");
-  session.stop();
-  for (const r of p.payload.regions) remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
-  session.run();
+  // REVERT leaves the payload's code mapped, and a thread may still run in it or return into it
+  // (a preempted caller of the replacement): unmap only in a safe stop (SPEC §6), else EBUSY.
+  const guards = p.payload.regions
+    .filter((r) => r.kind === "rx")
+    .map((r) => ({
+      start: BigInt(r.addr),
+      end: BigInt(r.addr) + BigInt(r.size),
+      func: `the code of '${name}'`,
+      payload: name,
+    }));
+  safeStop(session, guards, { timeoutMs }, () => {
+    for (const r of p.payload.regions) remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
+  });
   session.commit(commitUnloaded(session.state, name));
 }

@@ -117,9 +117,22 @@ export function safeStop(
       return o ? { bias: o.bias, ehFrame: () => o.ehFrame() } : undefined;
     };
   }
+  let lastBusy: Busy | undefined;
   for (let attempt = 1; ; attempt++) {
     const t0 = performance.now();
-    session.stop(Math.max(5, deadline - t0));
+    try {
+      // Stopping itself gets a little slack past the deadline: a loaded machine may take a few ms.
+      session.stop(Math.max(20, deadline - t0));
+    } catch (err) {
+      session.run();
+      if (lastBusy && err instanceof XspliceError && err.errno === "EBUSY")
+        throw new XspliceError("EBUSY", busyMessage(lastBusy, opts.timeoutMs), {
+          tid: lastBusy.tid,
+          symbol: lastBusy.guard.func,
+          address: lastBusy.addr,
+        });
+      throw err;
+    }
     let busy: Busy | undefined;
     try {
       busy = findBusy(session, guards, maps, policy, objectAt);
@@ -128,6 +141,7 @@ export function safeStop(
       throw err;
     }
     if (busy) {
+      lastBusy = busy;
       session.run();
       const now = performance.now();
       if (now >= deadline)

@@ -127,6 +127,7 @@ function waitInjected(
   tracee: Tracee,
   tid: number,
   deadline: number,
+  step?: { site: bigint },
 ): (WaitStatus & { kind: "stopped" }) | undefined {
   for (let round = 0; ; round++) {
     const st = waitTid(tid, WAIT.WNOHANG);
@@ -139,7 +140,13 @@ function waitInjected(
         tracee.adopt(Number(ptraceGetEventMsg(tid)));
         ptraceCont(tid, 0);
       } else if (st.stop === "event" || st.stop === "group" || st.stop === "interrupt") {
-        ptraceCont(tid, 0);
+        // While single-stepping a system call, a stop that comes first (a PTRACE_INTERRUPT the
+        // quiesce left pending) must not become a PTRACE_CONT: the thread would run free past the
+        // `syscall` into whatever follows it and crash. Step again, or stop if the step is done.
+        if (step) {
+          if (tracee.regs(tid).rip !== step.site) return st;
+          ptraceSingleStep(tid, 0);
+        } else ptraceCont(tid, 0);
       } else return st;
       round = 0;
       continue;
@@ -195,7 +202,7 @@ export function remoteSyscall(
     ptraceSetSigmask(tid, saved.mask | INJECT_MASK);
     ptraceSingleStep(tid, 0);
     const deadline = performance.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    const st = waitInjected(tracee, tid, deadline);
+    const st = waitInjected(tracee, tid, deadline, { site });
     if (!st) {
       interruptInjected(tid);
       throw new XspliceError("ETIMEDOUT", `system call ${nr} in thread ${tid} did not return in time`, {
@@ -203,7 +210,8 @@ export function remoteSyscall(
       });
     }
     const after = tracee.regs(tid);
-    if (st.sig !== SIG.SIGTRAP || after.rip !== site + 2n)
+    const stepped = st.sig === SIG.SIGTRAP || st.stop !== "signal-delivery";
+    if (!stepped || after.rip !== site + 2n)
       throw new XspliceError(
         "EFAULT",
         `system call ${nr} in thread ${tid}: ${signalName(st.sig)} at ${hex(after.rip)}`,

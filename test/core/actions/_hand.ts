@@ -4,16 +4,18 @@
  * record can redirect one to the other (`old_fn` → `new_fn`). Also the
  * fixture target, built as SPEC §12 asks (with and without CET).
  */
-import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { archFor } from "../../../src/arch/index.ts";
+import { buildPayload } from "../../../src/build/index.ts";
 import { commitUploaded } from "../../../src/core/actions.ts";
 import { toHex } from "../../../src/core/patch-plan.ts";
 import type { FuncRecord, PayloadRecord } from "../../../src/core/registry/records.ts";
 import type { TargetSession } from "../../../src/core/session.ts";
 import { readElf } from "../../../src/elf/file.ts";
 import { readMemory } from "../../../src/process/memory.ts";
-import { compileC, tool } from "../../helpers/cc.ts";
+import { BUILD_DIR, compileC, FIXTURES, INCLUDE, tool } from "../../helpers/cc.ts";
 import { symbolAddress } from "../../helpers/target.ts";
 
 /** Flags of a target meant for live patching (SPEC §12), PIE. */
@@ -26,15 +28,41 @@ export const FLAGS = [
   "-pie",
 ];
 
-/** The action fixture target; `cet` adds `-fcf-protection` (endbr64 at every function). */
-export function actionsTarget(cet = true): string {
+/**
+ * The action fixture target; `cet` adds `-fcf-protection` (endbr64 at every
+ * function); `livePatching: false` leaves out `-flive-patching=inline-clone`.
+ */
+export function actionsTarget(cet = true, livePatching = true): string {
+  const flags = [...FLAGS, cet ? "-fcf-protection=full" : "-fcf-protection=none", "-Wl,--build-id"];
   return compileC({
     sources: ["actions/actions-target.c"],
     kind: "exe",
-    flags: [...FLAGS, cet ? "-fcf-protection=full" : "-fcf-protection=none", "-Wl,--build-id"],
+    flags: livePatching ? flags : flags.filter((f) => !f.startsWith("-flive-patching")),
     libs: ["-lpthread"],
-    name: cet ? "actions-target-cet" : "actions-target",
+    name: `actions-target${cet ? "-cet" : ""}${livePatching ? "" : "-nolp"}`,
   });
+}
+
+/** Build (cached) a payload from test/fixtures/actions/`source` against `target`. */
+export function actionPayload(
+  source: string,
+  target: string,
+  opts: { depends?: string; cflags?: string[] } = {},
+): string {
+  const src = join(FIXTURES, "actions", source);
+  const h = createHash("sha256");
+  h.update(JSON.stringify([target, opts]));
+  h.update(readFileSync(target));
+  h.update(readFileSync(src));
+  h.update(readFileSync(join(INCLUDE, "xsplice.h")));
+  if (opts.depends) h.update(readFileSync(opts.depends));
+  const out = join(BUILD_DIR, "actions", `${basename(source, ".c")}-${h.digest("hex").slice(0, 12)}.xsplice`);
+  if (existsSync(out)) return out;
+  mkdirSync(dirname(out), { recursive: true });
+  const tmp = `${out}.tmp${process.pid}`;
+  buildPayload({ sources: [src], target, out: tmp, ...opts });
+  renameSync(tmp, out);
+  return out;
 }
 
 /** Symbol size from nm. */
