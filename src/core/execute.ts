@@ -28,7 +28,7 @@ import { livePatchingWarning } from "../elf/dwarf-producer.ts";
 import type { ElfFile } from "../elf/file.ts";
 import { readElf } from "../elf/file.ts";
 import { ERRNO, XspliceError } from "../errors.ts";
-import { readMemory, writeMemory } from "../process/memory.ts";
+import { readMemory } from "../process/memory.ts";
 import { mappedObjects } from "../process/objects.ts";
 import {
   type ActionFlags,
@@ -40,6 +40,7 @@ import {
   plan as planAction,
 } from "./actions.ts";
 import { type HookKind, hasHook, hookFailure, runHooks, setStructRc } from "./hooks.ts";
+import type { MemHandle } from "./mem-handle.ts";
 import {
   fromHex,
   hexAddr,
@@ -149,16 +150,16 @@ function failedOutcome(before: RegistryState, name: string, rc: number): Registr
 }
 
 /** Write `w.after` over `w.before`, in the stop: read right before, write, read back. */
-function doWrite(pid: number, tid: number, w: PatchWrite): void {
-  const now = readMemory(pid, w.addr, w.before.length, { tid });
+function doWrite(mem: MemHandle, w: PatchWrite): void {
+  const now = mem.read(w.addr, w.before.length);
   if (toHex(now) !== toHex(w.before))
     throw new XspliceError(
       "EINVAL",
       `'${w.payload}': ${w.func} at ${hexAddr(w.addr)} holds ${toHex(now)}, expected ${toHex(w.before)}: the code changed since the action was planned`,
       { address: w.addr },
     );
-  writeMemory(pid, w.addr, w.after, { tid });
-  const back = readMemory(pid, w.addr, w.after.length, { tid });
+  mem.write(w.addr, w.after);
+  const back = mem.read(w.addr, w.after.length);
   if (toHex(back) !== toHex(w.after))
     throw new XspliceError(
       "EIO",
@@ -168,12 +169,12 @@ function doWrite(pid: number, tid: number, w: PatchWrite): void {
 }
 
 /** Restore written bytes in reverse order; returns the addresses that could not be restored. */
-function undoWrites(pid: number, tid: number, done: readonly PatchWrite[]): string[] {
+function undoWrites(mem: MemHandle, done: readonly PatchWrite[]): string[] {
   const failed: string[] = [];
   for (const w of [...done].reverse()) {
     try {
-      writeMemory(pid, w.addr, w.before, { tid });
-      const back = readMemory(pid, w.addr, w.before.length, { tid });
+      mem.write(w.addr, w.before);
+      const back = mem.read(w.addr, w.before.length);
       if (toHex(back) !== toHex(w.before)) failed.push(hexAddr(w.addr));
     } catch {
       failed.push(hexAddr(w.addr));
@@ -322,15 +323,13 @@ function stopAndPatch(
   policy: StackPolicy,
   retryDelayMs: number,
 ): SafeStopResult {
-  return safeStop(session, pp.guards, { timeoutMs, policy, retryDelayMs }, () =>
-    patchInStop(session, pp, timeoutMs),
+  return safeStop(session, pp.guards, { timeoutMs, policy, retryDelayMs }, (mem) =>
+    patchInStop(session, pp, timeoutMs, mem),
   );
 }
 
 /** Inside the safe stop: per step, hooks and writes; on failure undo the writes made. */
-function patchInStop(session: TargetSession, pp: PatchPlan, timeoutMs: number): void {
-  const pid = session.pid;
-  const tid = session.tid;
+function patchInStop(session: TargetSession, pp: PatchPlan, timeoutMs: number, mem: MemHandle): void {
   const done: PatchWrite[] = [];
   try {
     pp.steps.forEach((step, i) => {
@@ -343,14 +342,14 @@ function patchInStop(session: TargetSession, pp: PatchPlan, timeoutMs: number): 
       } else {
         for (const w of pp.writes) {
           if (w.step !== i) continue;
-          doWrite(pid, tid, w);
+          doWrite(mem, w);
           done.push(w);
         }
       }
       if (step.kind === "revert") runHooks(session, p, "unload", timeoutMs);
     });
   } catch (err) {
-    const failed = undoWrites(pid, tid, done);
+    const failed = undoWrites(mem, done);
     if (failed.length > 0) {
       const e = new XspliceError(
         "EIO",

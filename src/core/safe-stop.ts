@@ -17,6 +17,7 @@ import { readMemory } from "../process/memory.ts";
 import { mappedObjects } from "../process/objects.ts";
 import { addressesToCheck, stackFacts, type UnwindObject } from "../process/stack.ts";
 import { sleepSync } from "../process/threads.ts";
+import { MemHandle } from "./mem-handle.ts";
 import type { GuardRange } from "./patch-plan.ts";
 import type { TargetSession } from "./session.ts";
 
@@ -63,10 +64,13 @@ export function findBusy(
   maps: { current: readonly Mapping[] },
   policy: StackPolicy = "conservative",
   objectAt?: (pc: bigint) => UnwindObject | undefined,
+  mem?: MemHandle,
 ): Busy | undefined {
   if (guards.length === 0) return undefined;
   const pid = session.pid;
-  const read = (a: bigint, l: number) => readMemory(pid, a, l);
+  const read = mem
+    ? (a: bigint, l: number) => mem.read(a, l)
+    : (a: bigint, l: number) => readMemory(pid, a, l);
   for (const tid of session.tracee.threads) {
     const regs = session.tracee.regs(tid);
     for (const g of guards)
@@ -103,7 +107,22 @@ export function safeStop(
   session: TargetSession,
   guards: readonly GuardRange[],
   opts: SafeStopOptions,
-  inStop: () => void,
+  inStop: (mem: MemHandle) => void,
+): SafeStopResult {
+  const mem = new MemHandle(session.pid, session.tid);
+  try {
+    return stopLoop(session, guards, opts, inStop, mem);
+  } finally {
+    mem.close();
+  }
+}
+
+function stopLoop(
+  session: TargetSession,
+  guards: readonly GuardRange[],
+  opts: SafeStopOptions,
+  inStop: (mem: MemHandle) => void,
+  mem: MemHandle,
 ): SafeStopResult {
   const pid = session.pid;
   const policy = opts.policy ?? "conservative";
@@ -135,7 +154,7 @@ export function safeStop(
     }
     let busy: Busy | undefined;
     try {
-      busy = findBusy(session, guards, maps, policy, objectAt);
+      busy = findBusy(session, guards, maps, policy, objectAt, mem);
     } catch (err) {
       session.run();
       throw err;
@@ -157,7 +176,7 @@ export function safeStop(
       continue;
     }
     try {
-      inStop();
+      inStop(mem);
     } finally {
       session.run();
     }

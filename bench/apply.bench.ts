@@ -1,0 +1,115 @@
+/**
+ * The stop window of APPLY and REVERT (SPEC §6, §12): how long the target's
+ * threads are stopped, for 1 and 100 patched functions at 1, 8 and 64
+ * threads, against the stop-and-resume floor of the same process measured in
+ * the same run (quiesce+resume of a held session). Goal: within 1.2× of the
+ * floor. The target is generated: 100 old functions and their replacements
+ * in one executable, so hand-made records redirect one to the other without
+ * a loader; its threads sleep in a loop (usleep 1 ms).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { commitUploaded } from "../src/core/actions.ts";
+import { runAction } from "../src/core/execute.ts";
+import { openTarget } from "../src/core/session.ts";
+import { FLAGS, handFunc, handRecord } from "../test/core/actions/_hand.ts";
+import { BUILD_DIR, compileC } from "../test/helpers/cc.ts";
+import { startTarget } from "../test/helpers/target.ts";
+import { type Bench, type BenchRow, stats } from "./lib.ts";
+
+const FUNCS = 100;
+
+function targetSource(): string {
+  const lines = ["#include <pthread.h>", "#include <stdio.h>", "#include <stdlib.h>", "#include <unistd.h>"];
+  for (let i = 0; i < FUNCS; i++) {
+    lines.push(
+      `__attribute__((noinline, used)) long old_${i}(long x) { return x * ${i + 3} + ${i} + (x >> 2); }`,
+    );
+    lines.push(
+      `__attribute__((noinline, used)) long new_${i}(long x) { return x * ${i + 3} + ${i} + (x >> 2) + 1; }`,
+    );
+  }
+  lines.push(
+    "static void *idle(void *a) { (void)a; for (;;) usleep(1000); return NULL; }",
+    "int main(int argc, char **argv) {",
+    "  int n = argc > 1 ? atoi(argv[1]) : 1;",
+    "  for (int i = 1; i < n; i++) { pthread_t t; pthread_create(&t, NULL, idle, NULL); }",
+    '  printf("ready pid=%d\\n", getpid()); fflush(stdout);',
+    "  char c; while (read(0, &c, 1) > 0) {}",
+    "  return 0;",
+    "}",
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+const bench: Bench = async () => {
+  mkdirSync(BUILD_DIR, { recursive: true });
+  const src = join(BUILD_DIR, "bench-apply-target.c");
+  writeFileSync(src, targetSource());
+  const exe = compileC({
+    sources: [src],
+    kind: "exe",
+    flags: [...FLAGS, "-fcf-protection=full", "-Wl,--build-id"],
+    libs: ["-lpthread"],
+    name: "bench-apply-target",
+  });
+  const rows: BenchRow[] = [];
+  for (const threads of [1, 8, 64]) {
+    const t = await startTarget(exe, [String(threads)]);
+    try {
+      const one = handRecord(exe, "one", [handFunc(t.pid, exe, "old_0", "new_0")]);
+      const many = handRecord(
+        exe,
+        "many",
+        Array.from({ length: FUNCS }, (_, i) => handFunc(t.pid, exe, `old_${i}`, `new_${i}`)),
+      );
+      const session = openTarget(t.pid, { onOpen: [] });
+      try {
+        session.commit(commitUploaded(commitUploaded(session.state, one), many));
+        session.run();
+        const n = threads === 64 ? 40 : 100;
+        const floor: number[] = [];
+        for (let i = 0; i < n + 5; i++) {
+          const t0 = performance.now();
+          session.stop();
+          session.run();
+          if (i >= 5) floor.push(performance.now() - t0);
+        }
+        const base = { name: `quiesce+resume, ${threads} thr`, stats: stats(floor) };
+        rows.push({ name: base.name, stats: base.stats });
+        for (const [label, name] of [
+          ["1 func", "one"],
+          [`${FUNCS} funcs`, "many"],
+        ] as const) {
+          const apply: number[] = [];
+          const revert: number[] = [];
+          for (let i = 0; i < n + 2; i++) {
+            const a = runAction(session, name, "APPLY", { timeoutMs: 1000 });
+            const r = runAction(session, name, "REVERT", { timeoutMs: 1000 });
+            if (i >= 2) {
+              apply.push(a.stopWindowMs);
+              revert.push(r.stopWindowMs);
+            }
+          }
+          rows.push({
+            name: `apply stop window, ${label}, ${threads} thr`,
+            stats: stats(apply),
+            baseline: base,
+          });
+          rows.push({
+            name: `revert stop window, ${label}, ${threads} thr`,
+            stats: stats(revert),
+            baseline: base,
+          });
+        }
+      } finally {
+        session.close();
+      }
+    } finally {
+      await t.kill();
+    }
+  }
+  return rows;
+};
+
+export default bench;
