@@ -31,6 +31,23 @@ async function status(t: Target): Promise<Status> {
   return { progress: Number(m[1]), errors: Number(m[2]), rt: Number(m[3]), rtsum: Number(m[4]) };
 }
 
+/**
+ * Ask for the status until `done(status)` holds or `timeoutMs` passes; returns the last answer, which
+ * the caller asserts on. Needed after a detach: a signal may still be queued (every worker was stopped
+ * before it could dequeue it), or dequeued with its handler frame set up but the handler not yet run
+ * (the thread was interrupted on its way back to user mode). Either way it is counted only once a
+ * worker gets the CPU, and on a loaded machine the main thread can answer "status" before that. The
+ * wait makes the read later, never the check looser: callers still require the exact count and sum.
+ */
+async function statusWhen(t: Target, done: (s: Status) => boolean, timeoutMs = 5000): Promise<Status> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const s = await status(t);
+    if (done(s) || performance.now() > deadline) return s;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
 function tasks(pid: number): number[] {
   return readdirSync(`/proc/${pid}/task`)
     .map(Number)
@@ -97,7 +114,7 @@ describe("threads: stop and resume a 4-worker process", () => {
       tr.detach();
     }
     const slept = Number(/^slept (\d+)/.exec(await t.waitFor(/^slept /, { from: sleepLine }))![1]);
-    const afterCycles = await status(t);
+    const afterCycles = await statusWhen(t, (s) => s.rt - before.rt >= sent);
     assert.equal(afterCycles.errors, 0, "no worker computed a wrong result");
     assert.ok(afterCycles.progress > before.progress, "workers progressed");
     assert.equal(afterCycles.rt - before.rt, sent, `all ${sent} queued SIGRTMIN delivered`);
@@ -111,14 +128,39 @@ describe("threads: stop and resume a 4-worker process", () => {
     );
   });
 
-  it("200 seize/detach cycles keep the process running correctly", async () => {
+  it("200 seize/detach cycles keep the process running correctly, signals at the seize and the detach all arrive", async () => {
     const before = await status(t);
+    let sent = 0;
+    let valueSum = 0;
+    const queue = (value: number) => {
+      sigqueue(t.pid, SIGRTMIN, BigInt(value));
+      sent++;
+      valueSum += value;
+    };
     for (let i = 0; i < 200; i++) {
-      withStoppedProcess(t.pid, {}, (tr) => assert.equal(tr.threads.length, 7));
+      // While running, just before the seize: a worker may dequeue it while being stopped.
+      if (i % 3 === 0) queue(1000 + i);
+      withStoppedProcess(t.pid, {}, (tr) => {
+        assert.equal(tr.threads.length, 7);
+        // While stopped: must stay queued through the detach.
+        if (i % 3 === 1) queue(2000 + i);
+        if (i % 3 === 2) {
+          // Queued, then resumed: a worker dequeues it at once, so detach() must stop a thread that sits
+          // in (or is about to enter) a signal-delivery-stop, and pass the signal on, not drop it.
+          queue(3000 + i);
+          tr.resume();
+        }
+      });
     }
-    const afterCycles = await status(t);
+    const afterCycles = await statusWhen(t, (s) => s.rt - before.rt >= sent);
     assert.equal(afterCycles.errors, 0);
     assert.ok(afterCycles.progress > before.progress);
+    assert.equal(
+      afterCycles.rt - before.rt,
+      sent,
+      `all ${sent} SIGRTMIN queued around seize/detach delivered`,
+    );
+    assert.equal(afterCycles.rtsum - before.rtsum, valueSum, "each with its value");
     assert.deepEqual(tasks(t.pid).length, 7);
   });
 
