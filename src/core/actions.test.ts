@@ -118,9 +118,20 @@ test("re-APPLY after REVERT: refused with own writable data, allowed without", (
   }
 });
 
-test("an action in progress (rc EAGAIN) makes a second action EBUSY", () => {
+test("an action in progress (journaled rc EAGAIN) makes a second action EBUSY", () => {
   const r = commitRc(registry(record("a")), "a", -11);
-  refuses(() => plan(r, "a", "APPLY"), "EBUSY");
+  const inFlight = {
+    ...r,
+    journal: { cmd: "APPLY" as const, name: "a", by: 1, writes: [], outcome: r.payloads },
+  };
+  refuses(() => plan(inFlight, "a", "APPLY"), "EBUSY");
+  refuses(() => plan(inFlight, "a", "UNLOAD"), "EBUSY");
+});
+
+test("an rc of EAGAIN left by a vetoing pre-hook does not block later actions", () => {
+  const r = commitRc(registry(record("a")), "a", -11);
+  assert.equal(plan(r, "a", "APPLY").kind, "apply");
+  assert.equal(plan(r, "a", "UNLOAD").kind, "unload");
 });
 
 test("every commit bumps the LIST version; unload removes the record", () => {

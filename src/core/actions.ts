@@ -31,6 +31,16 @@ export type Plan =
   /** In one stop: revert `revert` (most recent first), then apply `payload`. */
   | { kind: "replace"; payload: PayloadRecord; revert: PayloadRecord[] };
 
+/**
+ * True while an action on `p` is in flight: the executor marks the payloads it
+ * acts on with rc `-EAGAIN` in the same commit that records the journal. A
+ * bare `-EAGAIN` without a journal is the result of an earlier action (a
+ * pre-hook may veto with `-EAGAIN`), not a busy payload.
+ */
+export function isInProgress(reg: RegistryState, p: PayloadRecord): boolean {
+  return p.rc === -ERRNO.EAGAIN && reg.journal !== undefined;
+}
+
 function find(reg: RegistryState, name: string): PayloadRecord {
   const p = reg.payloads.find((x) => x.name === name);
   if (!p) throw new XspliceError("ENOENT", `no payload named '${name}'`);
@@ -56,7 +66,7 @@ function expectedDependency(reg: RegistryState, p: PayloadRecord): string {
  */
 export function plan(reg: RegistryState, name: string, cmd: Cmd, flags: ActionFlags = {}): Plan {
   const p = find(reg, name);
-  if (p.rc === -ERRNO.EAGAIN) throw new XspliceError("EBUSY", `an action on '${name}' is in progress`);
+  if (isInProgress(reg, p)) throw new XspliceError("EBUSY", `an action on '${name}' is in progress`);
   switch (cmd) {
     case "UNLOAD":
       if (p.state === "APPLIED")

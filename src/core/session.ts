@@ -9,11 +9,12 @@
  * waits and retries; any other tracer (gdb, strace) is `EBUSY` at once.
  */
 import { readFileSync } from "node:fs";
-import { ERRNO, XspliceError } from "../errors.ts";
+import { XspliceError } from "../errors.ts";
 import { getpid } from "../process/libc.ts";
 import { readMemory, writeMemory } from "../process/memory.ts";
 import { sleepSync, Tracee } from "../process/threads.ts";
 import { type TracerInfo, tracerInfo } from "../process/tracer.ts";
+import { isInProgress } from "./actions.ts";
 import {
   commitRegistry,
   type RegistryMemory,
@@ -106,14 +107,14 @@ function describeHolder(t: TracerInfo): string {
 
 /**
  * The SPEC §5 "second action on the same payload" check, done without
- * seizing: `rc == -EAGAIN` while some xsplice holds the target means an action
- * on it is running. Without a holder the `-EAGAIN` is a killed run's leftover,
- * which recovery after the seize resolves.
+ * seizing: a journaled `-EAGAIN` (`isInProgress`) while some xsplice holds the
+ * target means an action on it is running. Without a holder it is a killed
+ * run's leftover, which recovery after the seize resolves.
  */
 function checkInProgress(pid: number, name: string, holder: TracerInfo): void {
   const snap = readTargetRegistry(pid);
   const p = snap?.state.payloads.find((x) => x.name === name);
-  if (p && p.rc === -ERRNO.EAGAIN)
+  if (snap && p && isInProgress(snap.state, p))
     throw new XspliceError("EBUSY", `an action on '${name}' is in progress (by ${describeHolder(holder)})`, {
       pid,
     });
