@@ -28,6 +28,6 @@ export interface Command {
   /** Fixed number of positionals, or [min, max]. */
   positionals: [number, number];
   /** What the error line calls this operation, given the positionals (e.g. `apply fix-1 in 4242`). */
-  describe(positionals: string[]): string;
+  describe(positionals: string[], values: CommandInput["values"]): string;
   run(input: CommandInput): Promise<CommandResult>;
 }

@@ -23,7 +23,12 @@ export const loadCommand: Command = {
   summary: "upload and apply a payload; unload it again if the apply fails",
   options: { name: { type: "string" }, nodeps: { type: "boolean" }, timeout: { type: "string" } },
   positionals: [2, 2],
-  describe: (p) => describeAction("load", p[0], p[1] === undefined ? undefined : defaultName(p[1])),
+  describe: (p, v) =>
+    describeAction(
+      "load",
+      p[0],
+      typeof v["name"] === "string" ? v["name"] : p[1] === undefined ? undefined : defaultName(p[1]),
+    ),
   async run(input) {
     const [pidText, file] = input.positionals as [string, string];
     const pid = checkPid(pidText);

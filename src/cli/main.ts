@@ -60,7 +60,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const [min, max] = command.positionals;
-  const op = command.describe(parsed.positionals);
+  const op = command.describe(parsed.positionals, parsed.values);
   if (parsed.positionals.length < min || parsed.positionals.length > max) {
     return fail(
       op,

@@ -88,7 +88,7 @@ test("load (name from the file), revert, apply --json, replace, errors with thei
   assert.equal(failed.status, 2);
   assert.match(
     failed.stderr,
-    /^xsplice: load park-\w+ in \d+: EBUSY: parked_fn is on the stack of thread \d+ \(30 ms\)\n$/,
+    /^xsplice: load pk in \d+: EBUSY: parked_fn is on the stack of thread \d+ \(30 ms\)\n$/,
   );
   assert.equal(
     (await list(t.pid)).payloads.some((p) => p.name === "pk"),
