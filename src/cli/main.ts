@@ -9,7 +9,11 @@ import { commands } from "./commands.ts";
 
 function usage(): string {
   const lines = ["usage: xsplice COMMAND [ARGS] [--json]", "", "commands:"];
-  for (const c of commands) lines.push(`  ${c.usage.padEnd(44)} ${c.summary}`);
+  for (const c of commands) {
+    // A usage too long for the column gets the summary on a line of its own.
+    if (c.usage.length > 44) lines.push(`  ${c.usage}`, `  ${"".padEnd(44)} ${c.summary}`);
+    else lines.push(`  ${c.usage.padEnd(44)} ${c.summary}`);
+  }
   return lines.join("\n");
 }
 
