@@ -6,7 +6,8 @@
  *
  *   checkName → checkSize → checkSignature → readPayload → findTarget →
  *   layout → place → link (SPEC §2 symbol order) → patch records → record
- *   → [session] recheck → map regions → resume → write contents → commit
+ *   → [session] recheck → [IFUNC resolvers] → map regions → resume →
+ *   [link again with the IFUNC implementations] → write contents → commit
  */
 import { archFor } from "../arch/index.ts";
 import { XspliceError } from "../errors.ts";
@@ -18,6 +19,7 @@ import { MAP, PROT, remoteMmap, remoteMunmap } from "../process/syscalls.ts";
 import { commitUnloaded, commitUploaded, plan } from "./actions.ts";
 import { type LinkedImage, layoutSections, linkPayload, REGIONS, type Region } from "./link/index.ts";
 import { patchRecords, payloadRefAddress } from "./load/funcs.ts";
+import { IfuncResolver } from "./load/ifunc.ts";
 import { PAYLOAD_STRUCT_SIZE, type Placement, placeRegions, reserveRw, stillFree } from "./load/place.ts";
 import { symbolSources } from "./load/sources.ts";
 import {
@@ -57,6 +59,10 @@ export interface UploadTimings {
   write?: number;
   /** How long the target's threads were stopped. */
   stopped?: number;
+  /** IFUNC resolvers called in the stop (0 when the payload uses none or all were cached). */
+  ifuncCalls?: number;
+  /** ms of the stop spent in those calls. */
+  ifunc?: number;
 }
 
 /** Everything UPLOAD computed before touching the process. */
@@ -68,6 +74,20 @@ export interface PreparedUpload {
   record: PayloadRecord;
   /** The registry generation the computation saw (0 when the process had none). */
   generation: bigint;
+  /** The IFUNC implementations the link used, and those it still lacks. */
+  ifuncs: IfuncResolver;
+  /**
+   * True when the link bound some IFUNC to its resolver as a placeholder:
+   * the image must not be written before `ifuncs.resolvePending()` and a new link.
+   */
+  provisional: boolean;
+}
+
+/** What a second computation keeps from the first (IFUNC results, the mapped placement). */
+export interface PrepareContext {
+  ifuncs?: IfuncResolver;
+  /** Use this placement instead of choosing one (its regions are already mapped). */
+  placement?: Placement;
 }
 
 function hex(v: bigint): string {
@@ -189,8 +209,10 @@ export function prepareUpload(
   snapshot: RegistrySnapshot | undefined,
   maps: Mapping[],
   opts: UploadOptions = {},
+  ctx: PrepareContext = {},
 ): PreparedUpload {
   const reg = snapshot?.state ?? emptyRegistry();
+  const ifuncs = ctx.ifuncs ?? new IfuncResolver(pid);
   checkNameFree(name, reg);
   const payload = readPayload(bytes, {
     maxSize: opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE,
@@ -206,13 +228,13 @@ export function prepareUpload(
   const { layout, offset: structOffset } = withStruct
     ? reserveRw(base, structBytes)
     : { layout: base, offset: 0 };
-  const placement = placeRegions(layout, target, maps);
+  const placement = ctx.placement ?? placeRegions(layout, target, maps);
   const linked = linkPayload(
     payload.elf,
     arch,
     layout,
     placement.bases,
-    symbolSources(payload, target, objects, reg),
+    symbolSources(payload, target, objects, reg, ifuncs),
   );
   const funcs = patchRecords(payload, arch, target, linked, (addr, len) => readMemory(pid, addr, len));
   checkShadowing(payload, linked, reg);
@@ -254,7 +276,16 @@ export function prepareUpload(
     appliedSeq: 0,
     payloadStruct: payloadStruct === undefined ? "" : hex(payloadStruct),
   };
-  return { payload, target, placement, linked, record, generation: snapshot?.generation ?? 0n };
+  return {
+    payload,
+    target,
+    placement,
+    linked,
+    record,
+    generation: snapshot?.generation ?? 0n,
+    ifuncs,
+    provisional: ifuncs.pending.length > 0,
+  };
 }
 
 const PROT_OF: Record<Region, number> = {
@@ -327,8 +358,12 @@ export function uploadPayload(
       session.generation !== prepared.generation ||
       !stillFree(maps, prepared.placement.start, prepared.placement.end)
     ) {
-      prepared = prepareUpload(pid, name, bytes, session.snapshot, maps, opts);
+      prepared = prepareUpload(pid, name, bytes, session.snapshot, maps, opts, { ifuncs: prepared.ifuncs });
     }
+    // IFUNC resolvers run in the target (their choice is the process's), in this same stop; a
+    // payload that references none, or only cached ones, makes no call.
+    const provisional = prepared.provisional;
+    if (provisional) prepared.ifuncs.resolvePending(session.tracee, session.tid, maps);
     mapRegions(session, prepared.record, mapped);
     if (session.base === undefined) {
       // Creating the registry needs remote system calls: do it in this same stop.
@@ -337,6 +372,15 @@ export function uploadPayload(
     }
     session.run();
     stoppedMs = performance.now() - stopStart;
+    if (provisional) {
+      // Link again with the implementations, threads running: same maps, registry and placement.
+      prepared = prepareUpload(pid, name, bytes, session.snapshot, maps, opts, {
+        ifuncs: prepared.ifuncs,
+        placement: prepared.placement,
+      });
+      if (prepared.provisional)
+        throw new XspliceError("EINVAL", "IFUNC symbols left unresolved after the stop");
+    }
     writeRegions(pid, prepared.linked);
     session.commit(commitUploaded(session.state, prepared.record));
     committed = true;
@@ -347,7 +391,14 @@ export function uploadPayload(
     session.close();
     if (opts.timings) {
       const t3 = performance.now();
-      Object.assign(opts.timings, { parse: t1 - t0, link: t2 - t1, write: t3 - t2, stopped: stoppedMs });
+      Object.assign(opts.timings, {
+        parse: t1 - t0,
+        link: t2 - t1,
+        write: t3 - t2,
+        stopped: stoppedMs,
+        ifuncCalls: prepared.ifuncs.calls,
+        ifunc: prepared.ifuncs.callMs,
+      });
     }
   }
 }
