@@ -12,6 +12,8 @@
  * missing warning must not fail an action.
  */
 import { inflateSync } from "node:zlib";
+import { XspliceError } from "../errors.ts";
+import { Cursor } from "./_cursor.ts";
 import { SHF } from "./defs.ts";
 import type { ElfFile } from "./file.ts";
 import type { Section } from "./section.ts";
@@ -76,87 +78,25 @@ const DW_FORM = {
 const DW_UT = { type: 2, skeleton: 4, split_compile: 5, split_type: 6 } as const;
 const ELFCOMPRESS_ZLIB = 1;
 
-/** Thrown inside this module only; turned into `reason`. */
+/**
+ * Thrown inside this module only; turned into `reason`, as are the cursor's
+ * `EINVAL` errors (truncation, over-long LEB128).
+ */
 class Stop extends Error {}
 
-/** A bounds-checked little-endian cursor; every overrun is a `Stop`. */
-class Cursor {
-  pos: number;
-  private readonly view: DataView;
-  constructor(
-    readonly bytes: Uint8Array,
-    pos = 0,
-    readonly end = bytes.length,
-  ) {
-    this.pos = pos;
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  need(n: number): void {
-    if (n < 0 || this.pos + n > this.end) throw new Stop(`truncated at offset 0x${this.pos.toString(16)}`);
-  }
-  u8(): number {
-    this.need(1);
-    return this.view.getUint8(this.pos++);
-  }
-  u16(): number {
-    this.need(2);
-    const v = this.view.getUint16(this.pos, true);
-    this.pos += 2;
-    return v;
-  }
-  u32(): number {
-    this.need(4);
-    const v = this.view.getUint32(this.pos, true);
-    this.pos += 4;
-    return v;
-  }
-  u64(): number {
-    this.need(8);
-    const v = this.view.getBigUint64(this.pos, true);
-    this.pos += 8;
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Stop(`64-bit value 0x${v.toString(16)} too large`);
-    return Number(v);
-  }
-  offset(size: 4 | 8): number {
-    return size === 4 ? this.u32() : this.u64();
-  }
-  uleb(): number {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      const b = this.u8();
-      if (shift < 49) result += (b & 0x7f) * 2 ** shift;
-      else if ((b & 0x7f) !== 0) throw new Stop("LEB128 value too large");
-      shift += 7;
-      if ((b & 0x80) === 0) return result;
-    }
-  }
-  /** Skip a LEB128 number of any size (signed or not). */
-  skipLeb(): void {
-    while ((this.u8() & 0x80) !== 0);
-  }
-  skip(n: number): void {
-    this.need(n);
-    this.pos += n;
-  }
-  cstring(): string {
-    let i = this.pos;
-    while (i < this.end && this.bytes[i] !== 0) i++;
-    if (i >= this.end) throw new Stop(`unterminated string at offset 0x${this.pos.toString(16)}`);
-    const s = Buffer.from(this.bytes.subarray(this.pos, i)).toString("utf8");
-    this.pos = i + 1;
-    return s;
-  }
+/** A DWARF offset field: 4 bytes in the 32-bit format, 8 in the 64-bit one (DWARF 5 §7.4). */
+function offsetField(c: Cursor, size: 4 | 8): number {
+  return size === 4 ? c.u32() : c.small(c.u64(), "64-bit offset");
 }
 
 /** A section's bytes, inflated when `SHF_COMPRESSED` with zlib (gcc `-gz`). */
 function sectionBytes(s: Section): Uint8Array {
   const raw = s.data();
   if ((s.flags & SHF.COMPRESSED) === 0n) return raw;
-  const c = new Cursor(raw);
+  const c = new Cursor(raw, 0, `${s.name} compression header`);
   const type = c.u32();
   c.skip(4); // ch_reserved
-  const size = c.u64();
+  const size = c.small(c.u64(), "ch_size");
   c.skip(8); // ch_addralign
   if (type !== ELFCOMPRESS_ZLIB) throw new Stop(`${s.name} is compressed with type ${type}, not zlib`);
   try {
@@ -174,16 +114,16 @@ interface AttrSpec {
 
 /** The attribute list of abbreviation `code` in the table at `offset` of `.debug_abbrev`. */
 function abbreviation(abbrev: Uint8Array, offset: number, code: number): AttrSpec[] {
-  const c = new Cursor(abbrev, offset);
+  const c = new Cursor(abbrev, offset, ".debug_abbrev");
   for (;;) {
-    const at = c.uleb();
+    const at = c.ulebNumber("abbreviation code");
     if (at === 0) throw new Stop(`abbreviation ${code} not found at .debug_abbrev+0x${offset.toString(16)}`);
     c.uleb(); // tag
     c.u8(); // has_children
     const attrs: AttrSpec[] = [];
     for (;;) {
-      const name = c.uleb();
-      const form = c.uleb();
+      const name = c.ulebNumber("attribute name");
+      const form = c.ulebNumber("attribute form");
       if (form === DW_FORM.implicit_const) c.skipLeb(); // the value lives in the abbreviation
       if (name === 0 && form === 0) break;
       attrs.push({ name, form });
@@ -259,9 +199,9 @@ function formSize(c: Cursor, form: number, offsetSize: 4 | 8, addressSize: numbe
       return c.u32();
     case F.block:
     case F.exprloc:
-      return c.uleb();
+      return c.ulebNumber("block length");
     case F.indirect:
-      return formSize(c, c.uleb(), offsetSize, addressSize);
+      return formSize(c, c.ulebNumber("indirect form"), offsetSize, addressSize);
     default:
       throw new Stop(`unknown attribute form 0x${form.toString(16)}`);
   }
@@ -269,7 +209,7 @@ function formSize(c: Cursor, form: number, offsetSize: 4 | 8, addressSize: numbe
 
 function stringAt(table: Uint8Array | undefined, name: string, offset: number): string {
   if (!table) throw new Stop(`producer refers to ${name}, which is missing`);
-  const c = new Cursor(table, offset);
+  const c = new Cursor(table, offset, name);
   if (offset >= table.length) throw new Stop(`producer offset 0x${offset.toString(16)} outside ${name}`);
   return c.cstring();
 }
@@ -293,51 +233,52 @@ export function compileUnitProducers(elf: ElfFile): ProducerScan {
     const lineStrSec = elf.sectionByName(".debug_line_str");
     const str = strSec ? sectionBytes(strSec) : undefined;
     const lineStr = lineStrSec ? sectionBytes(lineStrSec) : undefined;
-    const c = new Cursor(info);
+    const c = new Cursor(info, 0, ".debug_info");
     while (c.pos < info.length) {
       let length = c.u32();
       let offsetSize: 4 | 8 = 4;
       if (length === 0xffffffff) {
-        length = c.u64();
+        length = c.small(c.u64(), "unit length");
         offsetSize = 8;
       } else if (length >= 0xfffffff0) throw new Stop(`reserved unit length 0x${length.toString(16)}`);
       c.need(length);
       const unitEnd = c.pos + length;
-      const u = new Cursor(info, c.pos, unitEnd);
+      const u = new Cursor(info, c.pos, ".debug_info", unitEnd);
       c.pos = unitEnd;
       out.units++;
       const version = u.u16();
       let abbrevOffset: number;
       let addressSize: number;
       if (version >= 2 && version <= 4) {
-        abbrevOffset = u.offset(offsetSize);
+        abbrevOffset = offsetField(u, offsetSize);
         addressSize = u.u8();
       } else if (version === 5) {
         const unitType = u.u8();
         addressSize = u.u8();
-        abbrevOffset = u.offset(offsetSize);
+        abbrevOffset = offsetField(u, offsetSize);
         if (unitType === DW_UT.skeleton || unitType === DW_UT.split_compile) u.skip(8);
         else if (unitType === DW_UT.type || unitType === DW_UT.split_type) u.skip(8 + offsetSize);
       } else throw new Stop(`DWARF version ${version} not supported`);
-      const code = u.uleb();
+      const code = u.ulebNumber("abbreviation code");
       if (code === 0) continue;
       for (const attr of abbreviation(abbrev, abbrevOffset, code)) {
         let form = attr.form;
-        if (form === DW_FORM.indirect && attr.name === DW_AT_PRODUCER) form = u.uleb();
+        if (form === DW_FORM.indirect && attr.name === DW_AT_PRODUCER) form = u.ulebNumber("indirect form");
         if (attr.name !== DW_AT_PRODUCER) {
           u.skip(formSize(u, form, offsetSize, addressSize));
           continue;
         }
         if (form === DW_FORM.string) out.producers.push(u.cstring());
-        else if (form === DW_FORM.strp) out.producers.push(stringAt(str, ".debug_str", u.offset(offsetSize)));
+        else if (form === DW_FORM.strp)
+          out.producers.push(stringAt(str, ".debug_str", offsetField(u, offsetSize)));
         else if (form === DW_FORM.line_strp)
-          out.producers.push(stringAt(lineStr, ".debug_line_str", u.offset(offsetSize)));
+          out.producers.push(stringAt(lineStr, ".debug_line_str", offsetField(u, offsetSize)));
         else throw new Stop(`producer in form 0x${form.toString(16)}, which this reader does not follow`);
         break;
       }
     }
   } catch (err) {
-    if (err instanceof Stop) return { ...out, reason: err.message };
+    if (err instanceof Stop || err instanceof XspliceError) return { ...out, reason: err.message };
     // Any other failure (e.g. a section view outside the file) is also only a lost warning.
     return { ...out, reason: err instanceof Error ? err.message : String(err) };
   }

@@ -10,6 +10,7 @@
  * rule rather than an exception, so the unwinder can fall back.
  */
 import { elfError } from "../errors.ts";
+import { Cursor } from "./_cursor.ts";
 
 /** `DW_EH_PE_*` pointer encodings: low nibble is the format, high nibble the base. */
 export const DW_EH_PE = {
@@ -133,89 +134,6 @@ export interface EhFrameInput {
   ehFrameHdrAddr?: bigint;
 }
 
-class Cursor {
-  readonly view: DataView;
-  constructor(
-    readonly bytes: Uint8Array,
-    public pos: number,
-    readonly what: string,
-  ) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  need(n: number): void {
-    if (this.pos + n > this.bytes.length || this.pos < 0)
-      throw elfError("EINVAL", this.pos, `${this.what}: truncated, ${n} byte(s) needed`);
-  }
-  skip(n: number): void {
-    this.need(n);
-    this.pos += n;
-  }
-  u8(): number {
-    this.need(1);
-    return this.bytes[this.pos++]!;
-  }
-  u16(): number {
-    this.need(2);
-    const v = this.view.getUint16(this.pos, true);
-    this.pos += 2;
-    return v;
-  }
-  u32(): number {
-    this.need(4);
-    const v = this.view.getUint32(this.pos, true);
-    this.pos += 4;
-    return v;
-  }
-  s32(): number {
-    this.need(4);
-    const v = this.view.getInt32(this.pos, true);
-    this.pos += 4;
-    return v;
-  }
-  u64(): bigint {
-    this.need(8);
-    const v = this.view.getBigUint64(this.pos, true);
-    this.pos += 8;
-    return v;
-  }
-  uleb(): bigint {
-    let result = 0n;
-    let shift = 0n;
-    for (;;) {
-      const b = this.u8();
-      result |= BigInt(b & 0x7f) << shift;
-      shift += 7n;
-      if ((b & 0x80) === 0) return result;
-      if (shift > 70n) throw elfError("EINVAL", this.pos, `${this.what}: LEB128 too long`);
-    }
-  }
-  sleb(): bigint {
-    let result = 0n;
-    let shift = 0n;
-    for (;;) {
-      const b = this.u8();
-      result |= BigInt(b & 0x7f) << shift;
-      shift += 7n;
-      if ((b & 0x80) === 0) {
-        if (b & 0x40) result -= 1n << shift;
-        return result;
-      }
-      if (shift > 70n) throw elfError("EINVAL", this.pos, `${this.what}: LEB128 too long`);
-    }
-  }
-  small(v: bigint, what: string): number {
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw elfError("EINVAL", this.pos, `${this.what}: ${what}`, v);
-    return Number(v);
-  }
-  cstring(): string {
-    const start = this.pos;
-    while (this.u8() !== 0) {
-      /* scan to the NUL */
-    }
-    return new TextDecoder().decode(this.bytes.subarray(start, this.pos - 1));
-  }
-}
-
 const MASK64 = (1n << 64n) - 1n;
 
 /**
@@ -253,7 +171,7 @@ function readEncoded(c: Cursor, encoding: number, fieldAddr: bigint, dataBase?: 
       v = BigInt.asIntN(64, c.u64());
       break;
     default:
-      throw elfError("EINVAL", c.pos, `${c.what}: pointer encoding`, encoding);
+      throw c.fail("pointer encoding", encoding);
   }
   switch (encoding & 0x70) {
     case 0:
@@ -380,7 +298,7 @@ export class EhFrame {
     initial: Map<number, RegisterRule> | undefined,
     stopAt: bigint | undefined,
   ): "done" | "stopped" | "unknown" {
-    const c = new Cursor(this.bytes.subarray(0, range.end), range.start, ".eh_frame CFA instructions");
+    const c = new Cursor(this.bytes, range.start, ".eh_frame CFA instructions", range.end);
     const stack: { cfa: CfaRule; regs: Map<number, RegisterRule> }[] = [];
     const giveUp = (reason: string) => {
       s.cfa = { kind: "unknown", reason };
