@@ -4,21 +4,25 @@
  * loader maps payload memory with the first and runs hooks with the second
  * (SPEC §2 placement, §7 hooks).
  *
- * How it stays invisible (SPEC §6 "the target must not notice"):
- * - No byte of the target is modified to make a system call: the thread is
- *   pointed at a `syscall` instruction that already exists in the vDSO (or, if
- *   the vDSO has none, in another executable mapping) and single-stepped over
- *   it. Writing `0f 05 cc` over the thread's code would work too, but if
- *   xsplice died in between, the target would keep corrupted code.
- * - A function call returns to address 0, which faults with SIGSEGV at pc 0
- *   and the stack pointer just above the slot we pushed; that pair identifies
- *   the return. The only write is the 8-byte return slot below the red zone,
- *   in stack memory the ABI treats as free.
- * - All general registers, the FPU/SSE/AVX state (a called function may use
- *   them) and the signal mask are restored afterwards. While the injected code
- *   runs, `orig_rax` is -1 so the kernel does not apply a pending system-call
- *   restart to our registers; restoring the original `orig_rax`/`rax` lets an
- *   interrupted call restart afterwards (SPEC §12).
+ * How it stays invisible (SPEC §6 "the target must never notice … even if
+ * xsplice itself is killed half-way"):
+ * - Both run through xsplice's inject page (`inject-page.ts`, code in
+ *   `inject-stub.ts`), created once per process. Before the thread gets any
+ *   injected register, its *resume context* (general registers, flags, the
+ *   kernel's system-call restart applied, signal mask, and for calls the
+ *   XSAVE image) is written into a slot of that page. The stub runs the call,
+ *   stores the result, marks the slot done and waits in `select` (bounded by
+ *   `STUB_WAIT_MS`). A living xsplice sees the done mark, interrupts the wait
+ *   and restores the thread through ptrace exactly as before (the original
+ *   `orig_rax`/`rax`, so an interrupted `read`/`nanosleep` restarts, SPEC
+ *   §12); a dead one lets the wait time out, and the stub restores the resume
+ *   context itself. Either way the thread carries on where it was.
+ * - Creating the page uses the old path once: a `syscall` that already exists
+ *   in the vDSO, single-stepped (`stepSyscall`). A killed xsplice inside those
+ *   few steps leaves the thread with injected registers: the one documented
+ *   window (docs/safety-model.md).
+ * - No target byte outside the inject page and the free stack below the red
+ *   zone is written.
  * - Asynchronous signals are blocked in the thread while injected code runs:
  *   they stay queued and are delivered after the restore, not in the middle.
  *   Synchronous fault signals (SEGV, BUS, ILL, FPE, TRAP, SYS) stay unblocked:
@@ -26,7 +30,10 @@
  *   would change the target for good.
  */
 import { XspliceError } from "../errors.ts";
+import { encodeSlot, type InjectSlots, injectSlots, resumeContext } from "./inject-page.ts";
+import { ENTRY_CALL, ENTRY_SYSCALL, FIELD } from "./inject-stub.ts";
 import {
+  errnoLabel,
   PTRACE_EVENT,
   ptraceCont,
   ptraceGetEventMsg,
@@ -39,12 +46,13 @@ import {
   type Regs,
   SIG,
   signalName,
+  toErrnoName,
   WAIT,
   type WaitStatus,
   waitTid,
 } from "./libc.ts";
 import { readMaps } from "./maps.ts";
-import { readMemory, writeMemory } from "./memory.ts";
+import { readMemory } from "./memory.ts";
 import { backoff, type Tracee } from "./threads.ts";
 
 /** Options of remote execution. */
@@ -54,6 +62,12 @@ export interface RemoteOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 1000;
+/**
+ * How long the stub waits for its tracer after the injected code returned,
+ * before it restores the thread by itself. A living xsplice collects the
+ * result within microseconds; this bounds the pause a killed one causes.
+ */
+export const STUB_WAIT_MS = 1000;
 /** x86-64 SysV red zone below rsp that leaf functions may use without moving rsp. */
 const RED_ZONE = 128n;
 const SYSCALL_INSN = Uint8Array.of(0x0f, 0x05);
@@ -109,10 +123,15 @@ function save(tracee: Tracee, tid: number, withFp: boolean): Saved {
   return { regs, fp: withFp ? ptraceGetFpState(tid) : undefined, mask: ptraceGetSigmask(tid) };
 }
 
+/**
+ * Put the thread back. FPU state and mask first, registers last: a tracer
+ * killed in between leaves the thread in the stub (or at its entry), which
+ * then restores the same state from its slot.
+ */
 function restore(tracee: Tracee, tid: number, saved: Saved): void {
-  tracee.setRegs(tid, saved.regs);
   if (saved.fp) ptraceSetFpState(tid, saved.fp);
   ptraceSetSigmask(tid, saved.mask);
+  tracee.setRegs(tid, saved.regs);
   tracee.noteTrap(tid);
 }
 
@@ -177,18 +196,13 @@ function interruptInjected(tid: number): void {
 }
 
 /**
- * Execute one system call in stopped thread `tid`: `nr` with up to six
- * arguments (rdi, rsi, rdx, r10, r8, r9). Returns the raw result; a value in
- * [-4095, -1] is an errno, which the helpers of `syscalls.ts` turn into errors.
+ * The bootstrap path: execute one system call by pointing the thread at a
+ * `syscall` of the vDSO and single-stepping it. Used only to create the inject
+ * page: a tracer killed during the step leaves the thread with injected
+ * registers and the trap flag (the kernel does not clear a single-step when
+ * the tracer dies; the thread then dies of SIGTRAP), so nothing else may use it.
  */
-export function remoteSyscall(
-  tracee: Tracee,
-  tid: number,
-  nr: number,
-  args: bigint[],
-  opts: RemoteOptions = {},
-): bigint {
-  if (args.length > 6) throw new XspliceError("EINVAL", `system call ${nr}: more than 6 arguments`, { tid });
+function stepSyscall(tracee: Tracee, tid: number, nr: number, args: bigint[], opts: RemoteOptions): bigint {
   const site = findSyscallSite(tracee);
   const saved = save(tracee, tid, false);
   const r: Regs = { ...saved.regs };
@@ -224,12 +238,170 @@ export function remoteSyscall(
   return result;
 }
 
+/** The inject slots of the process (creating the page through bootstrap system calls if needed). */
+function slotsFor(tracee: Tracee, tid: number, opts: RemoteOptions): InjectSlots {
+  const slots = injectSlots(
+    tracee,
+    tid,
+    () => ptraceGetFpState(tid).length,
+    (nr, args, what) => {
+      const r = stepSyscall(tracee, tid, nr, args, opts);
+      if (r < 0n && r >= -4095n) {
+        const code = Number(-r);
+        throw new XspliceError(toErrnoName(code), `${what} in process ${tracee.pid}: ${errnoLabel(code)}`, {
+          pid: tracee.pid,
+          tid,
+        });
+      }
+      return r;
+    },
+  );
+  // A thread left in the stub by a killed xsplice is put back first; its slot becomes free.
+  slots.finishLeftover(tid);
+  return slots;
+}
+
+/** What ended an injection. */
+type Outcome =
+  | { kind: "done"; result: bigint }
+  | { kind: "signal"; sig: number; pc: bigint }
+  | { kind: "timeout" };
+
+/**
+ * Wait for the injected code in `tid` to finish: its slot's done mark (then
+ * the stub's wait is interrupted), a fault stop, or the deadline. Clone events
+ * are recorded, other stops (a pending interrupt, a group-stop) ridden over;
+ * a thread that ends is `ESRCH`.
+ */
+function awaitSlot(tracee: Tracee, tid: number, slots: InjectSlots, slot: number, deadline: number): Outcome {
+  const doneAt = slots.dataOf(slot) + BigInt(FIELD.done);
+  for (let round = 0; ; round++) {
+    const st = waitTid(tid, WAIT.WNOHANG);
+    if (st.kind === "exited" || st.kind === "signaled") {
+      tracee.forget(tid);
+      throw new XspliceError("ESRCH", `thread ${tid} ended during injected code (${st.kind})`, { tid });
+    }
+    if (st.kind === "stopped") {
+      if (st.stop === "signal-delivery") return { kind: "signal", sig: st.sig, pc: tracee.regs(tid).rip };
+      if (st.stop === "event" && st.event === PTRACE_EVENT.CLONE)
+        tracee.adopt(Number(ptraceGetEventMsg(tid)));
+      ptraceCont(tid, 0);
+      round = 0;
+      continue;
+    }
+    const b = slots.read(doneAt, 16);
+    if (b.readBigUInt64LE(0) !== 0n) {
+      interruptInjected(tid);
+      return { kind: "done", result: b.readBigUInt64LE(8) };
+    }
+    if (performance.now() > deadline) {
+      interruptInjected(tid);
+      return { kind: "timeout" };
+    }
+    backoff(round);
+  }
+}
+
+/**
+ * Run injected code through the inject page: fill a slot with the thread's
+ * resume context, point the thread at the slot's entry with `setup`'s
+ * registers, continue it and wait. Returns with the thread stopped and
+ * restored — or, when the stub had already restored it by itself (its wait
+ * ran out before we looked), left as the stub left it.
+ */
+function inject(
+  tracee: Tracee,
+  tid: number,
+  entry: "syscall" | "call",
+  setup: Partial<Regs>,
+  fn: bigint,
+  opts: RemoteOptions,
+): Outcome {
+  const slots = slotsFor(tracee, tid, opts);
+  const saved = save(tracee, tid, entry === "call");
+  const slot = slots.take(tid);
+  let outcome: Outcome | undefined;
+  let gone = false;
+  try {
+    const image = saved.fp ? slots.imageOf(slot) : 0n;
+    if (saved.fp) {
+      if (saved.fp.length > slots.page.imageSize)
+        throw new XspliceError(
+          "ENOSPC",
+          `thread ${tid}: FPU state of ${saved.fp.length} bytes does not fit the inject page's ${slots.page.imageSize}`,
+          { tid },
+        );
+      slots.write(image, saved.fp);
+    }
+    const fill = encodeSlot({
+      owner: tid,
+      fn,
+      image,
+      imageLen: saved.fp?.length ?? 0,
+      mask: saved.mask,
+      waitMs: STUB_WAIT_MS,
+      resume: resumeContext(saved.regs),
+    });
+    slots.write(slots.dataOf(slot), fill);
+    const r: Regs = { ...saved.regs, ...setup };
+    r.rip = slots.codeOf(slot) + BigInt(entry === "call" ? ENTRY_CALL : ENTRY_SYSCALL);
+    r.orig_rax = BigInt.asUintN(64, -1n);
+    tracee.setRegs(tid, r);
+    ptraceSetSigmask(tid, saved.mask | INJECT_MASK);
+    ptraceCont(tid, 0);
+    outcome = awaitSlot(tracee, tid, slots, slot, performance.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS));
+    return outcome;
+  } catch (err) {
+    gone = err instanceof XspliceError && err.errno === "ESRCH";
+    throw err;
+  } finally {
+    if (!gone) {
+      // Done and already outside the stub: the stub restored the thread by itself; writing the
+      // old registers now would undo what the thread has run since.
+      const selfRestored = outcome?.kind === "done" && !slots.inCode(tracee.regs(tid).rip);
+      if (!selfRestored) restore(tracee, tid, saved);
+    }
+    slots.release(slot);
+  }
+}
+
+/**
+ * Execute one system call in stopped thread `tid`: `nr` with up to six
+ * arguments (rdi, rsi, rdx, r10, r8, r9). Returns the raw result; a value in
+ * [-4095, -1] is an errno, which the helpers of `syscalls.ts` turn into errors.
+ * Errors: `EFAULT` (a fault signal), `ETIMEDOUT`, `ESRCH` (the thread ended).
+ */
+export function remoteSyscall(
+  tracee: Tracee,
+  tid: number,
+  nr: number,
+  args: bigint[],
+  opts: RemoteOptions = {},
+): bigint {
+  if (args.length > 6) throw new XspliceError("EINVAL", `system call ${nr}: more than 6 arguments`, { tid });
+  const a = (i: number) => BigInt.asUintN(64, args[i] ?? 0n);
+  const setup = { rax: BigInt(nr), rdi: a(0), rsi: a(1), rdx: a(2), r10: a(3), r8: a(4), r9: a(5) };
+  const out = inject(tracee, tid, "syscall", setup, 0n, opts);
+  if (out.kind === "done") return BigInt.asIntN(64, out.result);
+  if (out.kind === "timeout")
+    throw new XspliceError("ETIMEDOUT", `system call ${nr} in thread ${tid} did not return in time`, { tid });
+  throw new XspliceError(
+    "EFAULT",
+    `system call ${nr} in thread ${tid}: ${signalName(out.sig)} at ${hex(out.pc)}`,
+    {
+      tid,
+      address: out.pc,
+    },
+  );
+}
+
 /**
  * Call the function at `fn` in stopped thread `tid` with up to six integer
- * arguments (SysV: rdi, rsi, rdx, rcx, r8, r9) and return rax. The stack
- * pointer is moved below the red zone and 16-byte aligned at the call; the
- * return address is 0. Every register, the FPU state and the signal mask are
- * restored afterwards, whatever happened.
+ * arguments (SysV: rdi, rsi, rdx, rcx, r8, r9) and return rax. The call is
+ * made from the inject page's stub with the stack pointer below the red zone,
+ * 16-byte aligned before the `call`. Every register, the FPU state and the
+ * signal mask are restored afterwards, whatever happened — by the stub itself
+ * if xsplice dies meanwhile.
  *
  * Errors: `ETIMEDOUT` when it runs past `timeoutMs`; `EFAULT` naming the
  * signal and pc when the code crashes (the signal is not delivered, so the
@@ -243,43 +415,28 @@ export function remoteCall(
   opts: RemoteOptions = {},
 ): bigint {
   if (args.length > 6) throw new XspliceError("EINVAL", `call of ${hex(fn)}: more than 6 arguments`, { tid });
-  const saved = save(tracee, tid, true);
-  const r: Regs = { ...saved.regs };
   const a = (i: number) => BigInt.asUintN(64, args[i] ?? 0n);
-  Object.assign(r, { rdi: a(0), rsi: a(1), rdx: a(2), rcx: a(3), r8: a(4), r9: a(5) });
-  // At function entry (rsp + 8) is 16-byte aligned (psABI §3.2.2); the 8 bytes at rsp are the return address.
-  const aligned = (saved.regs.rsp - RED_ZONE - 256n) & ~15n;
-  r.rsp = aligned - 8n;
-  r.rip = fn;
-  r.rax = 0n; // al = number of vector registers used, for variadic callees
-  r.orig_rax = BigInt.asUintN(64, -1n);
-  let result: bigint | undefined;
-  try {
-    // Return slot = 0: returning jumps to address 0 and faults there.
-    writeMemory(tracee.pid, r.rsp, new Uint8Array(8), { tid });
-    tracee.setRegs(tid, r);
-    ptraceSetSigmask(tid, saved.mask | INJECT_MASK);
-    ptraceCont(tid, 0);
-    const deadline = performance.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    const st = waitInjected(tracee, tid, deadline);
-    if (!st) {
-      interruptInjected(tid);
-      throw new XspliceError("ETIMEDOUT", `call of ${hex(fn)} in thread ${tid} did not return in time`, {
-        tid,
-        address: fn,
-      });
-    }
-    const after = tracee.regs(tid);
-    const returned = st.sig === SIG.SIGSEGV && after.rip === 0n && after.rsp === r.rsp + 8n;
-    if (!returned)
-      throw new XspliceError(
-        "EFAULT",
-        `call of ${hex(fn)} in thread ${tid} crashed: ${signalName(st.sig)} at pc ${hex(after.rip)}`,
-        { tid, address: after.rip },
-      );
-    result = after.rax;
-  } finally {
-    restore(tracee, tid, saved);
-  }
-  return result;
+  const rsp = tracee.regs(tid).rsp;
+  const setup = {
+    rdi: a(0),
+    rsi: a(1),
+    rdx: a(2),
+    rcx: a(3),
+    r8: a(4),
+    r9: a(5),
+    rax: 0n, // al = number of vector registers used, for variadic callees
+    rsp: (rsp - RED_ZONE - 256n) & ~15n,
+  };
+  const out = inject(tracee, tid, "call", setup, fn, opts);
+  if (out.kind === "done") return out.result;
+  if (out.kind === "timeout")
+    throw new XspliceError("ETIMEDOUT", `call of ${hex(fn)} in thread ${tid} did not return in time`, {
+      tid,
+      address: fn,
+    });
+  throw new XspliceError(
+    "EFAULT",
+    `call of ${hex(fn)} in thread ${tid} crashed: ${signalName(out.sig)} at pc ${hex(out.pc)}`,
+    { tid, address: out.pc },
+  );
 }
