@@ -1,6 +1,6 @@
 /**
- * Shared by the example tests: the example programs built once per test
- * file, the real `xsplice` command line with assertions, one-shot TCP
+ * Shared by the example tests: the example programs built and started once per
+ * test file, the real `xsplice` command line with assertions, one-shot TCP
  * requests, and the check that the commands an end-to-end test needs exist
  * (so that a checkout without them fails loudly instead of passing vacuously).
  */
@@ -9,15 +9,57 @@ import { mkdtempSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import { buildProgram, PROGRAMS } from "../../examples/lib/build.ts";
+import { type Program, type StartOptions, startProgram } from "../../examples/lib/program.ts";
 import { missingCommands, runXsplice, type XspliceRun } from "../../examples/lib/xsplice.ts";
 
 export { buildExamplePayload } from "../../examples/lib/build.ts";
-export { startProgram } from "../../examples/lib/program.ts";
 
 /** Build (or reuse) the example program `name`. */
 export function program(name: keyof typeof PROGRAMS): Promise<string> {
   return buildProgram(PROGRAMS[name]);
+}
+
+/** An example program a test file runs across its tests; the fields are set by its `before` hook. */
+export interface FileProgram {
+  /** The built executable. */
+  exe: string;
+  /** The running program. */
+  program: Program;
+  /** The line with which it said it was ready. */
+  readyLine: string;
+}
+
+/**
+ * Build example program `name` and start it (`args`, `opts`) before this test
+ * file's tests, SIGKILL it after them. Call at the top level of a test file.
+ * Read the fields only inside tests: Node 20 starts a file's root-level
+ * `before` hooks together, so another `before` may run before they are set.
+ */
+export function programForFile(
+  name: keyof typeof PROGRAMS,
+  args: string[] = [],
+  opts: StartOptions = {},
+): FileProgram {
+  const running = {} as FileProgram;
+  before(async () => {
+    running.exe = await program(name);
+    const started = await startProgram(running.exe, args, opts);
+    running.program = started.program;
+    running.readyLine = started.readyLine;
+  });
+  after(async () => {
+    await running.program?.stop("SIGKILL");
+  });
+  return running;
+}
+
+/** Send `line` to `p`'s stdin and resolve with the first later stdout line matching `answer`. */
+export function ask(p: Program, line: string, answer: RegExp): Promise<string> {
+  const from = p.lines.length;
+  p.send(line);
+  return p.waitFor(answer, { from });
 }
 
 /** A fresh directory for a test file's payloads. */

@@ -7,40 +7,27 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
-import type { Program } from "../../examples/lib/program.ts";
+import { test } from "node:test";
 import {
+  ask,
   buildExamplePayload,
   outDir,
-  program,
+  programForFile,
   requireCommands,
-  startProgram,
   stateOf,
   xs,
 } from "./_examples.ts";
 
-let worker: Program;
-let workerExe: string;
-
-before(async () => {
-  workerExe = await program("worker");
-  worker = (await startProgram(workerExe)).program;
-});
-
-after(async () => {
-  await worker?.stop("SIGKILL");
-});
+const worker = programForFile("worker");
 
 /** Process one item; returns the trap count the worker reports after it. */
 async function work(): Promise<number> {
-  const from = worker.lines.length;
-  worker.send("work");
-  const line = await worker.waitFor(/^item \d+ /, { from });
+  const line = await ask(worker.program, "work", /^item \d+ /);
   return Number(/traps=(\d+)/.exec(line)?.[1]);
 }
 
 test("debug_break is exactly `int3; ret` in the built target (objdump)", () => {
-  const dis = execFileSync("objdump", ["-d", "--no-show-raw-insn", `--disassemble=debug_break`, workerExe], {
+  const dis = execFileSync("objdump", ["-d", "--no-show-raw-insn", `--disassemble=debug_break`, worker.exe], {
     encoding: "utf8",
   });
   const insns = dis
@@ -53,12 +40,12 @@ test("debug_break is exactly `int3; ret` in the built target (objdump)", () => {
 test("every item traps on the unpatched worker", async () => {
   const before = await work();
   assert.equal(await work(), before + 1);
-  assert.ok(worker.lines.some((l) => /^debug trap #\d+$/.test(l)));
+  assert.ok(worker.program.lines.some((l) => /^debug trap #\d+$/.test(l)));
 });
 
 test("the payload is one 1-byte NOP entry over debug_break", async () => {
   const out = join(outDir(), "nop.xsplice");
-  const built = await buildExamplePayload("debug-trap/nop.c", workerExe, out);
+  const built = await buildExamplePayload("debug-trap/nop.c", worker.exe, out);
   assert.deepEqual(
     built.funcs.map((f) => [f.name, f.nop, f.newSize]),
     [["debug_break", true, 1]],
@@ -77,19 +64,19 @@ test("the payload is one 1-byte NOP entry over debug_break", async () => {
 test("load the NOP: items stop trapping; revert: they trap again", async () => {
   await requireCommands();
   const out = join(outDir(), "nop.xsplice");
-  await buildExamplePayload("debug-trap/nop.c", workerExe, out);
-  const pid = String(worker.pid);
+  await buildExamplePayload("debug-trap/nop.c", worker.exe, out);
+  const pid = String(worker.program.pid);
   const start = await work();
 
   await xs(["load", pid, out]);
-  assert.equal(await stateOf(worker.pid, "nop"), "APPLIED");
+  assert.equal(await stateOf(worker.program.pid, "nop"), "APPLIED");
   assert.equal(await work(), start, "no trap with the NOP in place");
   assert.equal(await work(), start);
 
   await xs(["revert", pid, "nop"]);
-  assert.equal(await stateOf(worker.pid, "nop"), "CHECKED");
+  assert.equal(await stateOf(worker.program.pid, "nop"), "CHECKED");
   assert.equal(await work(), start + 1, "the int3 is back after the revert");
 
   await xs(["unload", pid, "nop"]);
-  assert.equal(worker.exited, false);
+  assert.equal(worker.program.exited, false);
 });

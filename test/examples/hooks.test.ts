@@ -7,40 +7,21 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
-import type { Program } from "../../examples/lib/program.ts";
+import { test } from "node:test";
 import { runXsplice } from "../../examples/lib/xsplice.ts";
 import {
+  ask,
   buildExamplePayload,
   outDir,
-  program,
+  programForFile,
   requireCommands,
-  startProgram,
   stateOf,
   xs,
 } from "./_examples.ts";
 
-let greeter: Program;
-let greeterExe: string;
-
-before(async () => {
-  greeterExe = await program("greeter");
-  greeter = (await startProgram(greeterExe)).program;
-});
-
-after(async () => {
-  await greeter?.stop("SIGKILL");
-});
-
-/** Send a command and return the answer line matching `re`. */
-async function ask(cmd: string, re: RegExp): Promise<string> {
-  const from = greeter.lines.length;
-  greeter.send(cmd);
-  return greeter.waitFor(re, { from });
-}
-
-const status = () => ask("status", /^status /);
-const greet = (who: string) => ask(`greet ${who}`, /^greeting: /);
+const greeter = programForFile("greeter");
+const status = () => ask(greeter.program, "status", /^status /);
+const greet = (who: string) => ask(greeter.program, `greet ${who}`, /^greeting: /);
 
 test("the unpatched greeter greets and reports its state", async () => {
   assert.equal(await greet("ann"), "greeting: hello, ann");
@@ -49,7 +30,7 @@ test("the unpatched greeter greets and reports its state", async () => {
 
 test("the payload carries one replacement, six hook slots and the target's symbols", async () => {
   const out = join(outDir(), "hooks.xsplice");
-  const built = await buildExamplePayload("hooks/hooks.c", greeterExe, out);
+  const built = await buildExamplePayload("hooks/hooks.c", greeter.exe, out);
   assert.deepEqual(
     built.funcs.map((f) => [f.name, f.replacement]),
     [["format_greeting", "format_greeting_v2"]],
@@ -69,14 +50,14 @@ test("the payload carries one replacement, six hook slots and the target's symbo
 test("load: hooks migrate state and report; revert: hooks undo it", async () => {
   await requireCommands();
   const out = join(outDir(), "hooks.xsplice");
-  await buildExamplePayload("hooks/hooks.c", greeterExe, out);
-  const pid = String(greeter.pid);
-  const from = greeter.lines.length;
+  await buildExamplePayload("hooks/hooks.c", greeter.exe, out);
+  const pid = String(greeter.program.pid);
+  const from = greeter.program.lines.length;
 
   await xs(["load", pid, out, "--name", "greet-v2"]);
-  assert.equal(await stateOf(greeter.pid, "greet-v2"), "APPLIED");
-  await greeter.waitFor(/^hook: postapply /, { from });
-  const hookLines = () => greeter.lines.slice(from).filter((l) => l.startsWith("hook: "));
+  assert.equal(await stateOf(greeter.program.pid, "greet-v2"), "APPLIED");
+  await greeter.program.waitFor(/^hook: postapply /, { from });
+  const hookLines = () => greeter.program.lines.slice(from).filter((l) => l.startsWith("hook: "));
   assert.deepEqual(hookLines(), [
     "hook: preapply greet-v2 rc=0 funcs=1",
     "hook: postapply greet-v2 rc=0 funcs=1",
@@ -85,7 +66,7 @@ test("load: hooks migrate state and report; revert: hooks undo it", async () => 
   assert.equal(await greet("bob"), "greeting: hello, bob (config v101)");
 
   await xs(["revert", pid, "greet-v2"]);
-  await greeter.waitFor(/^hook: postrevert /, { from });
+  await greeter.program.waitFor(/^hook: postrevert /, { from });
   assert.deepEqual(hookLines().slice(2), [
     "hook: prerevert greet-v2 rc=0 funcs=1",
     "hook: postrevert greet-v2 rc=0 funcs=1",
@@ -102,19 +83,19 @@ test("load: hooks migrate state and report; revert: hooks undo it", async () => 
 test("a pre-apply veto keeps the old code and state, and becomes the action's rc", async () => {
   await requireCommands();
   const out = join(outDir(), "hooks.xsplice");
-  await buildExamplePayload("hooks/hooks.c", greeterExe, out);
-  const pid = String(greeter.pid);
-  await ask("maintenance on", /^status .*maintenance=1/);
-  const from = greeter.lines.length;
+  await buildExamplePayload("hooks/hooks.c", greeter.exe, out);
+  const pid = String(greeter.program.pid);
+  await ask(greeter.program, "maintenance on", /^status .*maintenance=1/);
+  const from = greeter.program.lines.length;
 
   const load = await runXsplice(["load", pid, out, "--name", "vetoed", "--json"]);
   assert.notEqual(load.status, 0, `load must fail while the target is in maintenance: ${load.stdout}`);
   assert.equal((load.json as { error?: string } | undefined)?.error, "EBUSY", load.stdout);
   assert.equal(load.status, 2, "EBUSY is worth retrying (SPEC §10)");
-  await greeter.waitFor(/^hook: preapply refused/, { from });
+  await greeter.program.waitFor(/^hook: preapply refused/, { from });
   assert.equal(await greet("cy"), "greeting: hello, cy");
   assert.equal(await status(), "status config_version=1 maintenance=1", "no load hook ran");
   // `load` unloads again when the apply fails (SPEC §10).
   await xs(["get", pid, "vetoed"], 1);
-  await ask("maintenance off", /^status .*maintenance=0/);
+  await ask(greeter.program, "maintenance off", /^status .*maintenance=0/);
 });
