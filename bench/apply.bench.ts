@@ -5,12 +5,14 @@
  * the same run (quiesce+resume of a held session). Goal: within 1.2× of the
  * floor. The target is generated: 100 old functions and their replacements
  * in one executable, so hand-made records redirect one to the other without
- * a loader; its threads sleep in a loop (usleep 1 ms).
+ * a loader; its threads sleep in a loop (usleep 1 ms). Each action row notes
+ * the median of each stage of the window (stop, check, writes, resume), so
+ * the distance to the floor can be attributed.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { commitUploaded } from "../src/core/actions.ts";
-import { runAction } from "../src/core/execute.ts";
+import { type ActionResult, runAction } from "../src/core/execute.ts";
 import { openTarget } from "../src/core/session.ts";
 import { FLAGS, handFunc, handRecord } from "../test/core/actions/_hand.ts";
 import { BUILD_DIR, compileC } from "../test/helpers/cc.ts";
@@ -18,6 +20,17 @@ import { startTarget } from "../test/helpers/target.ts";
 import { type Bench, type BenchRow, stats } from "./lib.ts";
 
 const FUNCS = 100;
+
+/** Median of each stage of the stop window over `results`, e.g. `stop 0.030 check 0.012 ...`. */
+function stageNote(results: ActionResult[]): string {
+  const keys = ["stop", "check", "act", "resume"] as const;
+  return keys
+    .map((k) => {
+      const med = stats(results.map((r) => r.stopStages?.[k] ?? Number.NaN)).median;
+      return `${k === "act" ? "writes" : k} ${med.toFixed(3)}`;
+    })
+    .join(" ");
+}
 
 function targetSource(): string {
   const lines = ["#include <pthread.h>", "#include <stdio.h>", "#include <stdlib.h>", "#include <unistd.h>"];
@@ -81,25 +94,27 @@ const bench: Bench = async () => {
           ["1 func", "one"],
           [`${FUNCS} funcs`, "many"],
         ] as const) {
-          const apply: number[] = [];
-          const revert: number[] = [];
+          const apply: ActionResult[] = [];
+          const revert: ActionResult[] = [];
           for (let i = 0; i < n + 2; i++) {
             const a = runAction(session, name, "APPLY", { timeoutMs: 1000 });
             const r = runAction(session, name, "REVERT", { timeoutMs: 1000 });
             if (i >= 2) {
-              apply.push(a.stopWindowMs);
-              revert.push(r.stopWindowMs);
+              apply.push(a);
+              revert.push(r);
             }
           }
           rows.push({
             name: `apply stop window, ${label}, ${threads} thr`,
-            stats: stats(apply),
+            stats: stats(apply.map((r) => r.stopWindowMs)),
             baseline: base,
+            note: stageNote(apply),
           });
           rows.push({
             name: `revert stop window, ${label}, ${threads} thr`,
-            stats: stats(revert),
+            stats: stats(revert.map((r) => r.stopWindowMs)),
             baseline: base,
+            note: stageNote(revert),
           });
         }
       } finally {

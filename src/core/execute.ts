@@ -12,9 +12,10 @@
  *    return addresses on its stack must lie outside every guarded range (the
  *    whole old function, for apply and revert alike); if not, resume, wait
  *    briefly and retry until the timeout, then `EBUSY` naming function and
- *    thread, nothing written. Once safe: load hooks, the writes (each read
- *    right before, written, read back), unload hooks; any failure restores
- *    what was written; resume.
+ *    thread, nothing written. Once safe: load hooks, the writes (in spans of
+ *    nearby functions, `PatchSpan`: each span read right before and every
+ *    write's `before` compared, written, read back), unload hooks; any failure
+ *    restores what was written; resume.
  * 3. After: commit the new state (journal cleared), then the post-hooks with
  *    the outcome in the payload struct's rc — also after a failure that came
  *    after the pre-hooks allowed the action, never after a veto.
@@ -46,16 +47,16 @@ import {
   hexAddr,
   journalWrites,
   type PatchPlan,
-  type PatchWrite,
+  type PatchSpan,
   planPatches,
   toHex,
 } from "./patch-plan.ts";
 import { recover } from "./recovery.ts";
 import type { Journal, PayloadRecord, RegistryState, State } from "./registry/records.ts";
-import { type SafeStopResult, type StackPolicy, safeStop } from "./safe-stop.ts";
+import { type SafeStopResult, type StackPolicy, type StopStages, safeStop } from "./safe-stop.ts";
 import { addOpenHook, openTarget, type TargetSession } from "./session.ts";
 
-export type { StackPolicy } from "./safe-stop.ts";
+export type { StackPolicy, StopStages } from "./safe-stop.ts";
 
 // SPEC §8: every session opened by this build first finishes what a killed run left journaled.
 addOpenHook((session) => {
@@ -84,6 +85,8 @@ export interface ActionResult {
   stopWindowMs: number;
   /** Stops it took to find one that was safe. */
   attempts: number;
+  /** The successful stop window split into stop, check, writes and resume (absent when nothing was written). */
+  stopStages?: StopStages;
   /** Non-fatal findings, e.g. the SPEC §12 -flive-patching warning, a failing post-hook. */
   warnings: string[];
 }
@@ -149,36 +152,64 @@ function failedOutcome(before: RegistryState, name: string, rc: number): Registr
   return withoutJournal(commitRc(before, name, rc));
 }
 
-/** Write `w.after` over `w.before`, in the stop: read right before, write, read back. */
-function doWrite(mem: MemHandle, w: PatchWrite): void {
-  const now = mem.read(w.addr, w.before.length);
-  if (toHex(now) !== toHex(w.before))
-    throw new XspliceError(
-      "EINVAL",
-      `'${w.payload}': ${w.func} at ${hexAddr(w.addr)} holds ${toHex(now)}, expected ${toHex(w.before)}: the code changed since the action was planned`,
-      { address: w.addr },
-    );
-  mem.write(w.addr, w.after);
-  const back = mem.read(w.addr, w.after.length);
-  if (toHex(back) !== toHex(w.after))
-    throw new XspliceError(
-      "EIO",
-      `'${w.payload}': ${w.func} at ${hexAddr(w.addr)} reads back ${toHex(back)} after writing ${toHex(w.after)}`,
-      { address: w.addr },
-    );
+/** A span as it was before the stop wrote it, for undoing. */
+export interface Written {
+  span: PatchSpan;
+  old: Uint8Array;
 }
 
-/** Restore written bytes in reverse order; returns the addresses that could not be restored. */
-function undoWrites(mem: MemHandle, done: readonly PatchWrite[]): string[] {
+function bufferOf(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** `bytes` equals `within[offset, offset + bytes.length)`. */
+function holds(within: Uint8Array, offset: number, bytes: Uint8Array): boolean {
+  if (offset + bytes.length > within.length) return false;
+  for (let i = 0; i < bytes.length; i++) if (within[offset + i] !== bytes[i]) return false;
+  return true;
+}
+
+/**
+ * Make the writes of one span, in the stop: read the span right before, check
+ * every write's `before` bytes, write the span with every `after` in place,
+ * read it back. The span is recorded in `written` before the write, so that a
+ * failed or short write is undone too.
+ */
+export function writeSpan(mem: MemHandle, span: PatchSpan, written: Written[]): void {
+  const old = mem.read(span.addr, span.len);
+  for (const { write: w, offset } of span.writes)
+    if (!holds(old, offset, w.before))
+      throw new XspliceError(
+        "EINVAL",
+        `'${w.payload}': ${w.func} at ${hexAddr(w.addr)} holds ${toHex(old.subarray(offset, offset + w.before.length))}, expected ${toHex(w.before)}: the code changed since the action was planned`,
+        { address: w.addr },
+      );
+  const next = old.slice();
+  for (const { write: w, offset } of span.writes) next.set(w.after, offset);
+  written.push({ span, old });
+  mem.write(span.addr, next);
+  const back = mem.readView(span.addr, span.len);
+  if (bufferOf(back).equals(bufferOf(next))) return;
+  const bad = span.writes.find(({ write: w, offset }) => !holds(back, offset, w.after)) ?? span.writes[0]!;
+  const w = bad.write;
+  throw new XspliceError(
+    "EIO",
+    `'${w.payload}': ${w.func} at ${hexAddr(w.addr)} reads back ${toHex(back.subarray(bad.offset, bad.offset + w.after.length))} after writing ${toHex(w.after)}`,
+    { address: w.addr },
+  );
+}
+
+/** Restore written spans in reverse order; returns the write addresses that could not be restored. */
+export function undoWrites(mem: MemHandle, written: readonly Written[]): string[] {
   const failed: string[] = [];
-  for (const w of [...done].reverse()) {
+  for (const { span, old } of [...written].reverse()) {
     try {
-      mem.write(w.addr, w.before);
-      const back = mem.read(w.addr, w.before.length);
-      if (toHex(back) !== toHex(w.before)) failed.push(hexAddr(w.addr));
+      mem.write(span.addr, old);
+      if (bufferOf(mem.readView(span.addr, old.length)).equals(bufferOf(old))) continue;
     } catch {
-      failed.push(hexAddr(w.addr));
+      // reported below
     }
+    for (const { write: w } of span.writes) failed.push(hexAddr(w.addr));
   }
   return failed;
 }
@@ -281,9 +312,10 @@ export function executeAction(
   let journalKept = false;
   try {
     session.commit(marked);
-    const { window, attempts } = stopAndPatch(session, pp, timeoutMs, policy, opts.retryDelayMs ?? 1);
+    const { window, attempts, stages } = stopAndPatch(session, pp, timeoutMs, policy, opts.retryDelayMs ?? 1);
     result.stopWindowMs = window;
     result.attempts = attempts;
+    result.stopStages = stages;
   } catch (err) {
     failure =
       err instanceof XspliceError
@@ -330,26 +362,22 @@ function stopAndPatch(
 
 /** Inside the safe stop: per step, hooks and writes; on failure undo the writes made. */
 function patchInStop(session: TargetSession, pp: PatchPlan, timeoutMs: number, mem: MemHandle): void {
-  const done: PatchWrite[] = [];
+  const written: Written[] = [];
   try {
     pp.steps.forEach((step, i) => {
       const p = step.payload;
-      if (step.kind === "apply") runHooks(session, p, "load", timeoutMs);
+      if (step.kind === "apply" && hasHook(p, "load")) runHooks(session, p, "load", timeoutMs);
       if (step.byHook) {
         const kind = step.kind === "apply" ? "apply" : "revert";
         const ret = runHooks(session, p, kind, timeoutMs);
         if (ret !== 0) throw hookFailure(p, kind, ret);
       } else {
-        for (const w of pp.writes) {
-          if (w.step !== i) continue;
-          doWrite(mem, w);
-          done.push(w);
-        }
+        for (const span of pp.spans[i] ?? []) writeSpan(mem, span, written);
       }
-      if (step.kind === "revert") runHooks(session, p, "unload", timeoutMs);
+      if (step.kind === "revert" && hasHook(p, "unload")) runHooks(session, p, "unload", timeoutMs);
     });
   } catch (err) {
-    const failed = undoWrites(mem, done);
+    const failed = undoWrites(mem, written);
     if (failed.length > 0) {
       const e = new XspliceError(
         "EIO",

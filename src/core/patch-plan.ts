@@ -42,10 +42,33 @@ export interface GuardRange {
   payload: string;
 }
 
+/**
+ * Writes of one step that are read, written and read back together in the
+ * stop: one `pread`/`pwrite`/`pread` of `[addr, addr+len)` instead of three
+ * system calls per function (each costs ~2.4 µs on /proc/PID/mem, measured,
+ * while a 6 KiB span costs ~4.5 µs). The bytes between the writes are written
+ * back as they were read, threads stopped.
+ */
+export interface PatchSpan {
+  addr: bigint;
+  len: number;
+  /** The writes inside, by address, each with its offset in the span. */
+  writes: { write: PatchWrite; offset: number }[];
+}
+
+/**
+ * Largest gap between two writes joined into one span. Below one page, every
+ * page the span touches also holds a byte being written, so the span can run
+ * into no unmapped hole and touches no page the writes would not.
+ */
+export const SPAN_GAP = 4095;
+
 /** Everything an action writes, decided before the stop. */
 export interface PatchPlan {
   steps: PatchStep[];
   writes: PatchWrite[];
+  /** Per step (same index as `steps`): its writes as spans, in the order to make them. */
+  spans: PatchSpan[][];
   guards: GuardRange[];
   /** Per applied payload name: the undo buffer of each of its functions, hex, in `funcs` order. */
   undo: Map<string, string[]>;
@@ -140,7 +163,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 export function planPatches(plan: Plan, read: (addr: bigint, len: number) => Uint8Array): PatchPlan {
   const steps = stepsOf(plan);
   const overlay = new Overlay(read);
-  const out: PatchPlan = { steps, writes: [], guards: [], undo: new Map() };
+  const out: PatchPlan = { steps, writes: [], spans: [], guards: [], undo: new Map() };
   steps.forEach((step, index) => {
     const p = step.payload;
     const undo: string[] = [];
@@ -174,7 +197,45 @@ export function planPatches(plan: Plan, read: (addr: bigint, len: number) => Uin
     }
     if (step.kind === "apply") out.undo.set(p.name, undo);
   });
+  out.spans = steps.map((_, i) => spansOf(out.writes.filter((w) => w.step === i)));
   return out;
+}
+
+/**
+ * Group writes into spans (see `PatchSpan`), keeping their effect: writes
+ * that overlap an earlier one (a function patched twice in one step) start a
+ * new group made after the previous one; inside a group the writes are
+ * disjoint, so their order does not matter and they are sorted by address
+ * and joined when at most `SPAN_GAP` bytes apart.
+ */
+export function spansOf(writes: readonly PatchWrite[]): PatchSpan[] {
+  const groups: PatchWrite[][] = [];
+  let group: PatchWrite[] = [];
+  for (const w of writes) {
+    const end = w.addr + BigInt(w.after.length);
+    if (group.some((o) => w.addr < o.addr + BigInt(o.after.length) && o.addr < end)) {
+      groups.push(group);
+      group = [];
+    }
+    group.push(w);
+  }
+  if (group.length > 0) groups.push(group);
+  const spans: PatchSpan[] = [];
+  for (const g of groups) {
+    const sorted = [...g].sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
+    let span: PatchSpan | undefined;
+    for (const w of sorted) {
+      if (span && w.addr - (span.addr + BigInt(span.len)) <= BigInt(SPAN_GAP)) {
+        const offset = Number(w.addr - span.addr);
+        span.writes.push({ write: w, offset });
+        span.len = Math.max(span.len, offset + w.after.length);
+      } else {
+        span = { addr: w.addr, len: w.after.length, writes: [{ write: w, offset: 0 }] };
+        spans.push(span);
+      }
+    }
+  }
+  return spans;
 }
 
 /** The journal form of the writes (SPEC §8), with each write's guard range for recovery. */

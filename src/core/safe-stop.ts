@@ -7,12 +7,15 @@
  *
  * The check reads each thread's registers and its stack from rsp to the top
  * of the stack mapping. Under the default conservative policy every stack word
- * that points into executable memory counts as a possible return address
- * (`src/process/stack.ts`), so CFI unwinding adds nothing and is skipped —
- * which keeps the stop short; `"unwound"` loads the objects' CFI first.
+ * that points into a guarded range counts as a possible return address (a
+ * superset of `src/process/stack.ts`'s scan, which also wants the word to
+ * point into executable memory), so CFI unwinding adds nothing and is skipped
+ * — which keeps the stop short; `"unwound"` loads the objects' CFI first.
+ * Everything that does not need the threads stopped (maps, the sorted guard
+ * index, the objects' CFI) is prepared before the first stop.
  */
 import { XspliceError } from "../errors.ts";
-import { type Mapping, readMaps } from "../process/maps.ts";
+import { type Mapping, mappingAt, readMaps } from "../process/maps.ts";
 import { readMemory } from "../process/memory.ts";
 import { mappedObjects } from "../process/objects.ts";
 import { addressesToCheck, stackFacts, type UnwindObject } from "../process/stack.ts";
@@ -39,6 +42,20 @@ export interface SafeStopResult {
   window: number;
   /** Stops it took. */
   attempts: number;
+  /** The successful attempt's window split into its stages, in ms (they add up to `window`). */
+  stages: StopStages;
+}
+
+/** Where the time of a stop window goes, in ms. */
+export interface StopStages {
+  /** Stopping every thread (`quiesce`). */
+  stop: number;
+  /** The safety check: registers and stack of every thread. */
+  check: number;
+  /** The caller's work while stopped (hooks, writes). */
+  act: number;
+  /** Letting every thread run again. */
+  resume: number;
 }
 
 /** A thread found in a guarded range. */
@@ -52,11 +69,129 @@ export interface Busy {
   unreadable?: boolean;
 }
 
+/** Most stack bytes read per thread (as `stackFacts`' default): from rsp towards the top of its mapping. */
+const MAX_SCAN_BYTES = 16 << 20;
+
+/**
+ * The guards prepared for the check before the stop: sorted and merged into
+ * disjoint closed intervals of doubles (user addresses lie below 2^47, exact
+ * in a double), so that one stack word costs two compares in the common case
+ * and a binary search near a guard. `exact` is false when some guard lies
+ * above 2^53; the check then takes the bigint path for every thread.
+ */
+export class GuardIndex {
+  readonly min: number;
+  readonly max: number;
+  /** The upper 32 bits of `min` and `max`: most stack words are rejected on them alone. */
+  readonly minHi: number;
+  readonly maxHi: number;
+  readonly exact: boolean;
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  constructor(readonly guards: readonly GuardRange[]) {
+    const sorted = [...guards].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    for (const g of sorted) {
+      const s = Number(g.start);
+      const e = Number(g.end);
+      const last = this.ends.length - 1;
+      if (last >= 0 && s <= this.ends[last]! + 1) this.ends[last] = Math.max(this.ends[last]!, e);
+      else {
+        this.starts.push(s);
+        this.ends.push(e);
+      }
+    }
+    this.min = this.starts[0] ?? Number.POSITIVE_INFINITY;
+    this.max = this.ends[this.ends.length - 1] ?? Number.NEGATIVE_INFINITY;
+    this.minHi = Math.floor(this.min / 0x100000000);
+    this.maxHi = Math.floor(this.max / 0x100000000);
+    this.exact = guards.every((g) => g.end < 1n << 53n);
+  }
+
+  /** Some guard holds `v` in `[start, end]` (a double, so only meaningful when `exact`). */
+  near(v: number): boolean {
+    if (v < this.min || v > this.max) return false;
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (v < this.starts[mid]!) hi = mid - 1;
+      else if (v > this.ends[mid]!) lo = mid + 1;
+      else return true;
+    }
+    return false;
+  }
+
+  /** The first guard (in the caller's order) executing `pc` would be inside: `[start, end)`. */
+  atPc(pc: bigint): GuardRange | undefined {
+    if (this.exact && !this.near(Number(pc))) return undefined;
+    for (const g of this.guards) if (pc >= g.start && pc < g.end) return g;
+    return undefined;
+  }
+
+  /** The first guard (in the caller's order) a return address `a` leads into: `[start, end]`. */
+  returningTo(a: bigint): GuardRange | undefined {
+    for (const g of this.guards) if (a >= g.start && a <= g.end) return g;
+    return undefined;
+  }
+}
+
+const indexes = new WeakMap<readonly GuardRange[], GuardIndex>();
+
+function indexOf(guards: readonly GuardRange[]): GuardIndex {
+  let index = indexes.get(guards);
+  if (!index) {
+    index = new GuardIndex(guards);
+    indexes.set(guards, index);
+  }
+  return index;
+}
+
+/**
+ * The conservative scan against the guards directly: the first 8-byte word of
+ * the stack image `bytes` (read from an 8-aligned rsp) whose value lies in a
+ * guard (`[start, end]`) and is not the pc itself (checked as a pc already),
+ * with that guard; undefined when none does. This is a superset of what
+ * `addressesToCheck(stackFacts(...), "conservative")` yields inside the guards:
+ * the frame-pointer and scanned return addresses are words of the same image,
+ * and a word need not point into executable memory to count here. Reads the
+ * words as little-endian uint32 pairs (x86-64 only, like the rest of the check).
+ */
+export function scanForGuards(
+  bytes: Uint8Array,
+  pc: bigint,
+  index: GuardIndex,
+): { addr: bigint; guard: GuardRange } | undefined {
+  const n = bytes.length >> 3;
+  const words =
+    bytes.byteOffset % 4 === 0
+      ? new Uint32Array(bytes.buffer, bytes.byteOffset, n * 2)
+      : new Uint32Array(bytes.slice(0, n * 8).buffer);
+  const { min, max, minHi, maxHi } = index;
+  const end = n * 2;
+  for (let i = 1; i < end; i += 2) {
+    const hi = words[i]!;
+    if (hi < minHi || hi > maxHi) continue;
+    const lo = words[i - 1]!;
+    const v = hi * 0x100000000 + lo;
+    if (v < min || v > max || !index.near(v)) continue;
+    const a = (BigInt(hi) << 32n) | BigInt(lo);
+    if (a === pc) continue;
+    const guard = index.returningTo(a);
+    if (guard) return { addr: a, guard };
+  }
+  return undefined;
+}
+
 /**
  * Look for a thread in a guarded range. A pc counts inside `[start, end)`; a
  * return address also at `end` (a call to a noreturn function as the last
  * instruction, see `hitsRange`). A stack that cannot be found in the maps
  * counts as busy: an unchecked thread could be anywhere.
+ *
+ * Per thread: one `PTRACE_GETREGS` and one read of the stack from rsp to the
+ * top of its mapping. Under the conservative policy the words are compared
+ * with the guards directly; only when one hits are the full stack facts
+ * computed (from the same bytes), to name the innermost frame in the message.
  */
 export function findBusy(
   session: TargetSession,
@@ -67,25 +202,39 @@ export function findBusy(
   mem?: MemHandle,
 ): Busy | undefined {
   if (guards.length === 0) return undefined;
+  const index = indexOf(guards);
   const pid = session.pid;
-  const read = mem
-    ? (a: bigint, l: number) => mem.read(a, l)
-    : (a: bigint, l: number) => readMemory(pid, a, l);
-  for (const tid of session.tracee.threads) {
-    const regs = session.tracee.regs(tid);
-    for (const g of guards)
-      if (regs.rip >= g.start && regs.rip < g.end) return { tid, guard: g, addr: regs.rip, atPc: true };
-    let facts = stackFacts({ regs, read, maps: maps.current, objectAt });
-    if (!facts.scanned) {
+  const tracee = session.tracee;
+  for (const tid of tracee.threads) {
+    const regs = tracee.regs(tid);
+    const pcGuard = index.atPc(regs.rip);
+    if (pcGuard) return { tid, guard: pcGuard, addr: regs.rip, atPc: true };
+    let stack = mappingAt(maps.current, regs.rsp);
+    if (!stack) {
       // A thread created after the maps were read: its stack is in a new mapping.
       maps.current = readMaps(pid);
-      facts = stackFacts({ regs, read, maps: maps.current, objectAt });
-      if (!facts.scanned) return { tid, guard: guards[0]!, addr: regs.rsp, atPc: false, unreadable: true };
+      stack = mappingAt(maps.current, regs.rsp);
+      if (!stack) return { tid, guard: guards[0]!, addr: regs.rsp, atPc: false, unreadable: true };
     }
+    const base = regs.rsp & ~7n;
+    const want = stack.end - base > BigInt(MAX_SCAN_BYTES) ? MAX_SCAN_BYTES : Number(stack.end - base);
+    const bytes = mem ? mem.readView(base, want) : readMemory(pid, base, want);
+    let hit: { addr: bigint; guard: GuardRange } | undefined;
+    if (policy === "conservative" && index.exact) {
+      hit = scanForGuards(bytes, regs.rip, index);
+      if (!hit) continue;
+    }
+    // The stack facts from the bytes just read (the same range `stackFacts` asks for).
+    const read = (a: bigint, l: number) =>
+      a === base && l === want ? bytes : mem ? mem.read(a, l) : readMemory(pid, a, l);
+    const facts = stackFacts({ regs, read, maps: maps.current, objectAt, maxScanBytes: MAX_SCAN_BYTES });
     for (const a of addressesToCheck(facts, policy)) {
       if (a === regs.rip) continue;
-      for (const g of guards) if (a >= g.start && a <= g.end) return { tid, guard: g, addr: a, atPc: false };
+      const g = index.returningTo(a);
+      if (g) return { tid, guard: g, addr: a, atPc: false };
     }
+    // The scan counts words the facts leave out (outside executable memory): still a hit.
+    if (hit) return { tid, guard: hit.guard, addr: hit.addr, atPc: false };
   }
   return undefined;
 }
@@ -128,6 +277,7 @@ function stopLoop(
   const policy = opts.policy ?? "conservative";
   const deadline = performance.now() + opts.timeoutMs;
   const maps = { current: readMaps(pid) as readonly Mapping[] };
+  indexOf(guards); // built before the stop: sorting and merging costs nothing inside it
   let objectAt: ((pc: bigint) => UnwindObject | undefined) | undefined;
   if (policy === "unwound") {
     const objects = mappedObjects(pid, { maps: [...maps.current] });
@@ -152,6 +302,7 @@ function stopLoop(
         });
       throw err;
     }
+    const t1 = performance.now();
     let busy: Busy | undefined;
     try {
       busy = findBusy(session, guards, maps, policy, objectAt, mem);
@@ -175,11 +326,19 @@ function stopLoop(
       session.poll();
       continue;
     }
+    const t2 = performance.now();
+    let t3 = t2;
     try {
       inStop(mem);
+      t3 = performance.now();
     } finally {
       session.run();
     }
-    return { window: performance.now() - t0, attempts: attempt };
+    const t4 = performance.now();
+    return {
+      window: t4 - t0,
+      attempts: attempt,
+      stages: { stop: t1 - t0, check: t2 - t1, act: t3 - t2, resume: t4 - t3 },
+    };
   }
 }

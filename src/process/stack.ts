@@ -123,6 +123,18 @@ class ExecRanges {
   }
 }
 
+/** Executable ranges per maps array: built once per list of maps, not once per thread. */
+const execCache = new WeakMap<readonly Mapping[], ExecRanges>();
+
+function execRangesOf(maps: readonly Mapping[]): ExecRanges {
+  let exec = execCache.get(maps);
+  if (!exec) {
+    exec = new ExecRanges(maps);
+    execCache.set(maps, exec);
+  }
+  return exec;
+}
+
 /** The stack contents read once; the walkers read words from it, never from the target. */
 class StackImage {
   readonly view: DataView;
@@ -150,7 +162,7 @@ export function stackFacts(input: StackInput): StackFacts {
   const { regs, maps } = input;
   const maxFrames = input.maxFrames ?? 1024;
   const maxScan = input.maxScanBytes ?? 16 << 20;
-  const exec = new ExecRanges(maps);
+  const exec = execRangesOf(maps);
 
   // Read the stack in one go: from rsp (8-aligned down) to the top of its mapping.
   const stackMap = mappingAt(maps, regs.rsp);
