@@ -1,5 +1,28 @@
-/** Talking to the running action fixture (test/fixtures/actions/actions-target.c). */
-import type { Target } from "../../helpers/target.ts";
+/** Starting and talking to the running action fixture (test/fixtures/actions/actions-target.c). */
+import { after, before } from "node:test";
+import { startTarget, type Target } from "../../helpers/target.ts";
+import { actionsTarget } from "./_hand.ts";
+
+/** The action fixture a test file shares, and the executable it runs. */
+export type FileTarget = Target & { exe: string };
+
+/**
+ * Build the action fixture (with CET) and start it with `workers` worker
+ * threads before this test file's tests; kill it after them. Call at the top
+ * level of a test file. The fields are set by the `before` hook, so read them
+ * only inside tests (Node 20 starts a file's root-level hooks together).
+ */
+export function actionsTargetForFile(workers: number): FileTarget {
+  const t = {} as FileTarget;
+  before(async () => {
+    const exe = actionsTarget(true);
+    Object.assign(t, await startTarget(exe, [String(workers)]), { exe });
+  });
+  after(async () => {
+    await t.kill?.();
+  });
+  return t;
+}
 
 /** old_fn's original formula. */
 export function oldFormula(x: bigint): bigint {

@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { upload } from "../../../src/core/api.ts";
 import "../../../src/core/execute.ts"; // registers journal recovery on open
 import { toHex } from "../../../src/core/patch-plan.ts";
@@ -22,21 +22,12 @@ import { readTargetRegistry } from "../../../src/core/registry/remote.ts";
 import { withTarget } from "../../../src/core/session.ts";
 import { readMemory } from "../../../src/process/memory.ts";
 import { ROOT } from "../../helpers/cc.ts";
-import { startTarget, symbolAddress, type Target } from "../../helpers/target.ts";
-import { actionPayload, actionsTarget } from "./_hand.ts";
-import { callOld, oldFormula, status } from "./_target.ts";
+import { symbolAddress } from "../../helpers/target.ts";
+import { actionPayload } from "./_hand.ts";
+import { actionsTargetForFile, callOld, oldFormula, status } from "./_target.ts";
 
 const KILLS = Number(process.env["XSPLICE_KILLS"] ?? 30);
-let exe: string;
-let t: Target;
-
-before(async () => {
-  exe = actionsTarget(true);
-  t = await startTarget(exe, ["2"]);
-});
-after(async () => {
-  await t.kill();
-});
+const t = actionsTargetForFile(2);
 
 /** Spawn the killer, wait for "go", let it work for `ms`, SIGKILL it. */
 async function killAfter(ms: number, names: string[]): Promise<void> {
@@ -59,14 +50,14 @@ async function killAfter(ms: number, names: string[]): Promise<void> {
 }
 
 test(`SIGKILL of xsplice at random points, ${KILLS} times: every payload wholly applied or not`, async () => {
-  const pA = actionPayload("fix.c", exe);
-  const pB = actionPayload("fix.c", exe, { depends: pA, cflags: ["-DDELTA=2000"] });
-  const pC = actionPayload("fix.c", exe, { cflags: ["-DDELTA=3000"] });
+  const pA = actionPayload("fix.c", t.exe);
+  const pB = actionPayload("fix.c", t.exe, { depends: pA, cflags: ["-DDELTA=2000"] });
+  const pC = actionPayload("fix.c", t.exe, { cflags: ["-DDELTA=3000"] });
   const delta: Record<string, bigint> = { ka: 1000n, kb: 2000n, kc: 3000n };
   await upload(t.pid, "ka", new Uint8Array(readFileSync(pA)));
   await upload(t.pid, "kb", new Uint8Array(readFileSync(pB)));
   await upload(t.pid, "kc", new Uint8Array(readFileSync(pC)));
-  const oldAddr = symbolAddress(t.pid, exe, "old_fn");
+  const oldAddr = symbolAddress(t.pid, t.exe, "old_fn");
   const original = toHex(readMemory(t.pid, oldAddr, 16));
   let seed = 12345;
   const rand = (n: number) => {

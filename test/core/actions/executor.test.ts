@@ -5,49 +5,16 @@
  * with nothing changed, GET's EAGAIN, and the stop window.
  */
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { runAction } from "../../../src/core/execute.ts";
 import { toHex } from "../../../src/core/patch-plan.ts";
 import { openTarget, type TargetSession } from "../../../src/core/session.ts";
 import { XspliceError } from "../../../src/errors.ts";
 import { readMemory } from "../../../src/process/memory.ts";
-import { startTarget, type Target } from "../../helpers/target.ts";
-import { actionsTarget, addRecord, handFunc, handRecord } from "./_hand.ts";
+import { addRecord, handFunc, handRecord } from "./_hand.ts";
+import { actionsTargetForFile, callOld, oldFormula, status } from "./_target.ts";
 
-let exe: string;
-let t: Target;
-
-before(async () => {
-  exe = actionsTarget(true);
-  t = await startTarget(exe, ["2"]);
-});
-after(async () => {
-  await t.kill();
-});
-
-async function call(x: number): Promise<bigint> {
-  const from = t.lines.length;
-  t.send(`call ${x}`);
-  const line = await t.waitFor(new RegExp(`^result ${x} `), { from });
-  return BigInt(line.split(" ")[2]!);
-}
-
-function oldFormula(x: bigint): bigint {
-  return ((x * 31n + 7n) ^ 0x5an) + (x >> 3n);
-}
-
-async function status(): Promise<Record<string, number>> {
-  const from = t.lines.length;
-  t.send("status");
-  const line = await t.waitFor(/^status /, { from });
-  return Object.fromEntries(
-    line
-      .slice(7)
-      .split(" ")
-      .map((kv) => kv.split("="))
-      .map(([k, v]) => [k!, Number(v)]),
-  );
-}
+const t = actionsTargetForFile(2);
 
 function withSession<T>(fn: (s: TargetSession) => T): T {
   const s = openTarget(t.pid, { onOpen: [] });
@@ -59,13 +26,13 @@ function withSession<T>(fn: (s: TargetSession) => T): T {
 }
 
 test("apply writes e9 rel32 after endbr64, behaviour changes, revert restores the exact bytes", async () => {
-  const f = handFunc(t.pid, exe, "old_fn", "new_fn");
+  const f = handFunc(t.pid, t.exe, "old_fn", "new_fn");
   const oldAddr = BigInt(f.oldAddr);
   const original = readMemory(t.pid, oldAddr, 16);
   assert.equal(toHex(original.subarray(0, 4)), "f30f1efa", "CET build starts with endbr64");
   assert.equal(BigInt(f.patchAddr), oldAddr + 4n);
-  withSession((s) => addRecord(s, handRecord(exe, "fix-1", [f])));
-  assert.equal(await call(5), oldFormula(5n));
+  withSession((s) => addRecord(s, handRecord(t.exe, "fix-1", [f])));
+  assert.equal(await callOld(t, 5), oldFormula(5n));
 
   const res = withSession((s) => runAction(s, "fix-1", "APPLY"));
   assert.equal(res.state, "APPLIED");
@@ -75,7 +42,7 @@ test("apply writes e9 rel32 after endbr64, behaviour changes, revert restores th
   assert.equal(patched[4], 0xe9);
   const rel = new DataView(patched.buffer, patched.byteOffset + 5, 4).getInt32(0, true);
   assert.equal(oldAddr + 4n + 5n + BigInt(rel), BigInt(f.newAddr));
-  assert.equal(await call(5), oldFormula(5n) + 1000n);
+  assert.equal(await callOld(t, 5), oldFormula(5n) + 1000n);
 
   withSession((s) => {
     assert.equal(s.state.payloads[0]!.funcs[0]!.undo, toHex(original.subarray(4, 9)));
@@ -83,21 +50,21 @@ test("apply writes e9 rel32 after endbr64, behaviour changes, revert restores th
     runAction(s, "fix-1", "REVERT");
   });
   assert.deepEqual(readMemory(t.pid, oldAddr, 16), original);
-  assert.equal(await call(5), oldFormula(5n));
-  const st = await status();
+  assert.equal(await callOld(t, 5), oldFormula(5n));
+  const st = await status(t);
   assert.equal(st["errors"], 0);
   assert.ok(st["new"]! > 0 || st["old"]! > 0);
 });
 
 test("stacking: the second payload's undo holds the first trampoline; reverts unwind LIFO", async () => {
-  const f1 = handFunc(t.pid, exe, "old_fn", "new_fn");
-  const f2 = handFunc(t.pid, exe, "old_fn", "new_fn2");
+  const f1 = handFunc(t.pid, t.exe, "old_fn", "new_fn");
+  const f2 = handFunc(t.pid, t.exe, "old_fn", "new_fn2");
   const oldAddr = BigInt(f1.oldAddr);
   const original = readMemory(t.pid, oldAddr, 16);
   withSession((s) => {
-    const a = handRecord(exe, "stack-a", [f1]);
+    const a = handRecord(t.exe, "stack-a", [f1]);
     addRecord(s, a);
-    addRecord(s, handRecord(exe, "stack-b", [f2], { depends: a.buildId }));
+    addRecord(s, handRecord(t.exe, "stack-b", [f2], { depends: a.buildId }));
     runAction(s, "stack-a", "APPLY");
     runAction(s, "stack-b", "APPLY");
     const b = s.state.payloads.find((p) => p.name === "stack-b")!;
@@ -107,23 +74,23 @@ test("stacking: the second payload's undo holds the first trampoline; reverts un
       (e: unknown) => e instanceof XspliceError && e.errno === "EBUSY",
     );
   });
-  assert.equal(await call(9), oldFormula(9n) + 2000n);
+  assert.equal(await callOld(t, 9), oldFormula(9n) + 2000n);
   withSession((s) => runAction(s, "stack-b", "REVERT"));
-  assert.equal(await call(9), oldFormula(9n) + 1000n);
+  assert.equal(await callOld(t, 9), oldFormula(9n) + 1000n);
   withSession((s) => runAction(s, "stack-a", "REVERT"));
   assert.deepEqual(readMemory(t.pid, oldAddr, 16), original);
-  assert.equal(await call(9), oldFormula(9n));
+  assert.equal(await callOld(t, 9), oldFormula(9n));
 });
 
 test("a thread parked inside the function: EBUSY naming function and thread within the timeout, nothing changed", async () => {
-  const f = handFunc(t.pid, exe, "parked_fn", "new_fn");
+  const f = handFunc(t.pid, t.exe, "parked_fn", "new_fn");
   const addr = BigInt(f.oldAddr);
   const before = readMemory(t.pid, addr, 64);
   const from = t.lines.length;
   t.send("park");
   await t.waitFor(/^parked$/, { from });
   withSession((s) => {
-    addRecord(s, handRecord(exe, "park-fix", [f]));
+    addRecord(s, handRecord(t.exe, "park-fix", [f]));
     const state = s.state;
     const t0 = performance.now();
     assert.throws(
@@ -145,13 +112,13 @@ test("a thread parked inside the function: EBUSY naming function and thread with
 });
 
 test("a thread spinning inside the function: EBUSY at its pc", async () => {
-  const f = handFunc(t.pid, exe, "spin_fn", "new_fn");
+  const f = handFunc(t.pid, t.exe, "spin_fn", "new_fn");
   const before = readMemory(t.pid, BigInt(f.oldAddr), 34);
   const from = t.lines.length;
   t.send("spin");
   await t.waitFor(/^spinning$/, { from });
   withSession((s) => {
-    addRecord(s, handRecord(exe, "spin-fix", [f]));
+    addRecord(s, handRecord(t.exe, "spin-fix", [f]));
     assert.throws(
       () => runAction(s, "spin-fix", "APPLY", { timeoutMs: 20 }),
       (e: unknown) =>
@@ -161,6 +128,6 @@ test("a thread spinning inside the function: EBUSY at its pc", async () => {
     );
   });
   assert.deepEqual(readMemory(t.pid, BigInt(f.oldAddr), 34), before);
-  const st = await status();
+  const st = await status(t);
   assert.equal(st["errors"], 0);
 });
