@@ -377,8 +377,7 @@ export function injectSlots(
   const cached = views.get(tracee);
   if (cached) {
     try {
-      const code = readMemory(tracee.pid, cached.page.code, CHUNK);
-      if (Buffer.from(code).equals(Buffer.from(paddedStub()))) return cached;
+      if (cached.read(cached.page.code, CHUNK).equals(STUB)) return cached;
     } catch {
       // Gone: find or create it again.
     }
@@ -414,6 +413,8 @@ function paddedStub(): Uint8Array {
   out.set(stubCode());
   return out;
 }
+
+const STUB = Buffer.from(paddedStub());
 
 function reclaimable(tracee: Tracee, page: InjectPage): number[] {
   const data = Buffer.from(readMemory(tracee.pid, page.data, PAGE));
