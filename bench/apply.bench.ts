@@ -7,7 +7,8 @@
  * in one executable, so hand-made records redirect one to the other without
  * a loader; its threads sleep in a loop (usleep 1 ms). Each action row notes
  * the median of each stage of the window (stop, check, writes, resume), so
- * the distance to the floor can be attributed.
+ * the distance to the floor can be attributed, and how much the check and the
+ * writes add to the action's own stop and resume.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -21,15 +22,25 @@ import { type Bench, type BenchRow, stats } from "./lib.ts";
 
 const FUNCS = 100;
 
-/** Median of each stage of the stop window over `results`, e.g. `stop 0.030 check 0.012 ...`. */
+/**
+ * Median of each stage of the stop window over `results`, and what the check
+ * and the writes add to the action's own stop+resume: the back-to-back floor
+ * stops threads that have barely gone back to sleep, and is usually cheaper
+ * than the stop of an action, which finds them settled.
+ */
 function stageNote(results: ActionResult[]): string {
-  const keys = ["stop", "check", "act", "resume"] as const;
-  return keys
-    .map((k) => {
-      const med = stats(results.map((r) => r.stopStages?.[k] ?? Number.NaN)).median;
-      return `${k === "act" ? "writes" : k} ${med.toFixed(3)}`;
-    })
-    .join(" ");
+  const med = (f: (r: ActionResult) => number) => stats(results.map(f)).median;
+  const stage = (k: "stop" | "check" | "act" | "resume") => (r: ActionResult) =>
+    r.stopStages?.[k] ?? Number.NaN;
+  const own = med((r) => stage("stop")(r) + stage("resume")(r));
+  const inside = med((r) => stage("check")(r) + stage("act")(r));
+  return [
+    `stop ${med(stage("stop")).toFixed(3)}`,
+    `check ${med(stage("check")).toFixed(3)}`,
+    `writes ${med(stage("act")).toFixed(3)}`,
+    `resume ${med(stage("resume")).toFixed(3)}`,
+    `check+writes = ${((100 * inside) / own).toFixed(0)}% of own stop+resume`,
+  ].join(" ");
 }
 
 function targetSource(): string {
