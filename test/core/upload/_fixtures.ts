@@ -1,14 +1,18 @@
 /**
  * Targets and payloads for the upload tests: a PIE target built the way SPEC
  * §12 asks live-patchable programs to be built, linking a shared library of
- * its own; payloads built with `buildPayload` (cached under test/.build/).
+ * its own; payloads built with `buildPayload` (cached under test/.build/);
+ * calling a loaded payload's exported probes; the CLI as a subprocess.
  */
-
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { buildPayload } from "../../../src/build/index.ts";
+import type { PayloadRecord } from "../../../src/core/registry/records.ts";
+import { openTarget } from "../../../src/core/session.ts";
+import { remoteCall } from "../../../src/process/remote-call.ts";
 import { BUILD_DIR, compileC, FIXTURES, tool } from "../../helpers/cc.ts";
 
 /** gcc flags of a live-patchable target (SPEC §12). */
@@ -94,6 +98,21 @@ export function generated(n: number): string {
   const text = `#include <xsplice.h>\nint repl_gen_${n}(int a) { return a + ${n}; }\nXSPLICE_REPLACE(second_fn, repl_gen_${n});\nXSPLICE_METADATA("n=${n}");\n`;
   if (!existsSync(src) || readFileSync(src, "utf8") !== text) writeFileSync(src, text);
   return payload([src]);
+}
+
+/**
+ * Call exported function `fn` of the uploaded payload `rec` with `args` in the
+ * target's main thread, in a short stop; returns its rax.
+ */
+export function callExport(pid: number, rec: PayloadRecord, fn: string, args: bigint[] = []): bigint {
+  const addr = rec.exports[fn];
+  assert.ok(addr, `${fn} is exported by ${rec.name}`);
+  const s = openTarget(pid);
+  try {
+    return remoteCall(s.tracee, s.tid, BigInt(addr), args, { timeoutMs: 2000 });
+  } finally {
+    s.close();
+  }
 }
 
 /** Run the xsplice CLI as a separate OS process. */

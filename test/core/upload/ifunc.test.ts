@@ -13,13 +13,11 @@ import { after, before, describe, it } from "node:test";
 import { clearIfuncCache, hardwareCaps } from "../../../src/core/load/ifunc.ts";
 import { prepareUpload, type UploadTimings, uploadPayload } from "../../../src/core/loader.ts";
 import type { PayloadRecord } from "../../../src/core/registry/records.ts";
-import { openTarget } from "../../../src/core/session.ts";
 import { readMaps } from "../../../src/process/maps.ts";
 import { readMemory } from "../../../src/process/memory.ts";
-import { remoteCall } from "../../../src/process/remote-call.ts";
 import { compileC } from "../../helpers/cc.ts";
 import { startTarget, type Target } from "../../helpers/target.ts";
-import { payload, source, TARGET_FLAGS } from "./_fixtures.ts";
+import { callExport, payload, source, TARGET_FLAGS } from "./_fixtures.ts";
 
 const IFUNC_TARGET = compileC({
   sources: ["upload/ifunc-target.c"],
@@ -34,18 +32,6 @@ const NONE = readFileSync(payload([source("ifunc-none.c")], IFUNC_TARGET));
 const fixSource = readFileSync(source("ifunc-fix.c"), "utf8");
 const TEXT = /static char text\[\] = "([^"]*)";/.exec(fixSource)![1]!;
 const N = Number(/volatile unsigned long n = (\d+);/.exec(fixSource)![1]);
-
-/** Call exported function `fn` of `rec` in the target's main thread, in a short stop. */
-function call(pid: number, rec: PayloadRecord, fn: string, args: bigint[] = []): bigint {
-  const addr = rec.exports[fn];
-  assert.ok(addr, `${fn} is exported by ${rec.name}`);
-  const s = openTarget(pid);
-  try {
-    return remoteCall(s.tracee, s.tid, BigInt(addr), args, { timeoutMs: 2000 });
-  } finally {
-    s.close();
-  }
-}
 
 /** A `key=0x...` address of the target's ready line. */
 function readyAddr(t: Target, key: string): bigint {
@@ -68,23 +54,23 @@ describe("payload calling IFUNCs, checked inside the target", () => {
   });
 
   it("strlen, memcpy and strchr compute the right results", () => {
-    assert.equal(Number(call(t.pid, rec, "probe_strlen")), TEXT.length);
-    const copy = call(t.pid, rec, "probe_memcpy");
+    assert.equal(Number(callExport(t.pid, rec, "probe_strlen")), TEXT.length);
+    const copy = callExport(t.pid, rec, "probe_memcpy");
     assert.equal(Buffer.from(readMemory(t.pid, copy, N + 1)).toString("latin1"), `${TEXT.slice(0, N)}\0`);
-    assert.equal(Number(call(t.pid, rec, "probe_strchr")), TEXT.indexOf(","));
+    assert.equal(Number(callExport(t.pid, rec, "probe_strchr")), TEXT.indexOf(","));
   });
 
   it("binds glibc's IFUNCs to the implementations the target's dlsym returns", () => {
     for (const f of ["strlen", "memcpy", "strchr"]) {
-      const got = call(t.pid, rec, `addr_${f}`);
+      const got = callExport(t.pid, rec, `addr_${f}`);
       assert.equal(got, readyAddr(t, f), `${f}: payload bound 0x${got.toString(16)}`);
     }
   });
 
   it("binds the target's own IFUNC (.symtab) to what its IRELATIVE relocation chose", () => {
-    assert.equal(call(t.pid, rec, "addr_scale"), readyAddr(t, "scale"));
+    assert.equal(callExport(t.pid, rec, "addr_scale"), readyAddr(t, "scale"));
     const scale7 = Number(/scale7=(-?\d+)/.exec(t.readyLine)![1]);
-    assert.equal(Number(call(t.pid, rec, "probe_scale", [7n])), scale7);
+    assert.equal(Number(callExport(t.pid, rec, "probe_scale", [7n])), scale7);
   });
 
   it("called the four resolvers once each, in the upload's one stop", () => {
@@ -100,8 +86,8 @@ describe("payload calling IFUNCs, checked inside the target", () => {
       const rec2 = uploadPayload(t2.pid, "ifunc-fix", FIX, { timings: again });
       assert.equal(again.ifuncCalls, 0);
       for (const f of ["strlen", "memcpy", "strchr", "scale"])
-        assert.equal(call(t2.pid, rec2, `addr_${f}`), readyAddr(t2, f), f);
-      assert.equal(Number(call(t2.pid, rec2, "probe_strlen")), TEXT.length);
+        assert.equal(callExport(t2.pid, rec2, `addr_${f}`), readyAddr(t2, f), f);
+      assert.equal(Number(callExport(t2.pid, rec2, "probe_strlen")), TEXT.length);
     } finally {
       await t2.kill();
     }

@@ -8,24 +8,10 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { uploadPayload } from "../../../src/core/loader.ts";
 import type { PayloadRecord } from "../../../src/core/registry/records.ts";
-import { openTarget } from "../../../src/core/session.ts";
 import { readMemory } from "../../../src/process/memory.ts";
-import { remoteCall } from "../../../src/process/remote-call.ts";
 import { tool } from "../../helpers/cc.ts";
 import { startTarget, symbolAddress, type Target } from "../../helpers/target.ts";
-import { LIB, payload, source, strippedTarget, TARGET } from "./_fixtures.ts";
-
-/** Call exported function `fn` of `rec` in the target's main thread, in a short stop. */
-function call(pid: number, rec: PayloadRecord, fn: string, args: bigint[] = []): bigint {
-  const addr = rec.exports[fn];
-  assert.ok(addr, `${fn} is exported by ${rec.name}`);
-  const s = openTarget(pid);
-  try {
-    return remoteCall(s.tracee, s.tid, BigInt(addr), args, { timeoutMs: 2000 });
-  } finally {
-    s.close();
-  }
-}
+import { callExport, LIB, payload, source, strippedTarget, TARGET } from "./_fixtures.ts";
 
 function readInt(pid: number, addr: bigint): number {
   return Buffer.from(readMemory(pid, addr, 4)).readInt32LE(0);
@@ -55,14 +41,14 @@ describe("relocations, checked by calling the loaded code in the target", () => 
   });
 
   it("calls libc (snprintf, strlen) through stubs or the GOT and writes its own .bss", () => {
-    const n = call(t.pid, rec, "probe_libc", [4242n]);
+    const n = callExport(t.pid, rec, "probe_libc", [4242n]);
     assert.equal(Number(n), "value=4242".length);
-    const buf = call(t.pid, rec, "probe_buf");
+    const buf = callExport(t.pid, rec, "probe_buf");
     assert.equal(Buffer.from(readMemory(t.pid, buf, 10)).toString("latin1"), "value=4242");
   });
 
   it("reads a target static by file.c#name (the one of upload-main.c, not upload-util.c)", () => {
-    const got = Number(call(t.pid, rec, "probe_static"));
+    const got = Number(callExport(t.pid, rec, "probe_static"));
     // Oracle: readelf's symbol table (the local after STT_FILE upload-main.c) + the bias.
     const bias = BigInt(rec.object.bias);
     assert.equal(got, readInt(t.pid, bias + symValue(TARGET, "hits", "upload-main.c")));
@@ -70,20 +56,20 @@ describe("relocations, checked by calling the loaded code in the target", () => 
   });
 
   it("reads a target global", () => {
-    const got = Number(call(t.pid, rec, "probe_global"));
+    const got = Number(callExport(t.pid, rec, "probe_global"));
     assert.equal(got, readInt(t.pid, symbolAddress(t.pid, TARGET, "counter")));
   });
 
   it("reads the executable's thread-local in the calling thread", () => {
     const tls = Number(/tls=(\d+)/.exec(t.readyLine)![1]);
-    assert.equal(Number(call(t.pid, rec, "probe_tls")), tls);
+    assert.equal(Number(callExport(t.pid, rec, "probe_tls")), tls);
   });
 
   it("uses string literals (.rodata) and its own .data, which keeps its value between calls", () => {
-    assert.equal(Number(call(t.pid, rec, "probe_string")), "literal-string-in-rodata".length);
+    assert.equal(Number(callExport(t.pid, rec, "probe_string")), "literal-string-in-rodata".length);
     // probe_libc ran once above: own_bss is 1.
-    const first = Number(call(t.pid, rec, "probe_data"));
-    const second = Number(call(t.pid, rec, "probe_data"));
+    const first = Number(callExport(t.pid, rec, "probe_data"));
+    const second = Number(callExport(t.pid, rec, "probe_data"));
     assert.equal(second, first + 1);
     assert.equal(first % 100000, 1000);
   });
@@ -98,7 +84,7 @@ describe("relocations, checked by calling the loaded code in the target", () => 
     assert.equal(BigInt(f.patchAddr) + 5n + BigInt(rel), BigInt(f.newAddr));
     // Calling the replacement in place gives the replacement's result.
     const counter = readInt(t.pid, symbolAddress(t.pid, TARGET, "counter"));
-    assert.equal(Number(call(t.pid, rec, "fixed_compute", [6n, 7n])), 42 - counter);
+    assert.equal(Number(callExport(t.pid, rec, "fixed_compute", [6n, 7n])), 42 - counter);
   });
 });
 
@@ -116,11 +102,11 @@ describe("a payload against the target's shared library", () => {
     assert.equal(rec.object.path, LIB);
     assert.equal(BigInt(rec.funcs[0]!.oldAddr), symbolAddress(t.pid, LIB, "lib_value"));
     assert.equal(
-      Number(call(t.pid, rec, "probe_lib_scale")),
+      Number(callExport(t.pid, rec, "probe_lib_scale")),
       readInt(t.pid, symbolAddress(t.pid, LIB, "lib_scale")),
     );
     const scale = readInt(t.pid, symbolAddress(t.pid, LIB, "lib_scale"));
-    assert.equal(Number(call(t.pid, rec, "fixed_lib_value", [3n])), 3 * scale + 2);
+    assert.equal(Number(callExport(t.pid, rec, "fixed_lib_value", [3n])), 3 * scale + 2);
   });
 });
 
@@ -142,6 +128,6 @@ describe("a stripped copy of the target, patched through .xsplice.symbols", () =
     assert.equal(BigInt(rec.funcs[0]!.oldAddr), bias + symValue(TARGET, "second_fn"));
     const main = readInt(t.pid, bias + symValue(TARGET, "hits", "upload-main.c"));
     const util = readInt(t.pid, bias + symValue(TARGET, "hits", "upload-util.c"));
-    assert.equal(Number(call(t.pid, rec, "probe_sym_hits")), main * 1000 + util);
+    assert.equal(Number(callExport(t.pid, rec, "probe_sym_hits")), main * 1000 + util);
   });
 });
