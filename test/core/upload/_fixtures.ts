@@ -5,7 +5,6 @@
  * calling a loaded payload's exported probes; the CLI as a subprocess.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -115,21 +114,9 @@ export function callExport(pid: number, rec: PayloadRecord, fn: string, args: bi
   }
 }
 
-/** Run the xsplice CLI as a separate OS process. */
-export function cli(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [XSPLICE_BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-    });
-    child.on("close", (status) => resolve({ status: status ?? -1, stdout, stderr }));
-  });
-}
-
-/** bin/xsplice.js. */
-export const XSPLICE_BIN = join(FIXTURES, "../../bin/xsplice.js");
+/**
+ * Run the xsplice CLI as a separate OS process: the examples' runner (exit
+ * status, stdout, stderr; killed after 60 s), so the tests run the CLI exactly
+ * as the examples and users do.
+ */
+export { runXsplice as cli } from "../../../examples/lib/xsplice.ts";
