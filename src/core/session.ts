@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import { XspliceError } from "../errors.ts";
 import { getpid } from "../process/libc.ts";
 import { readMemory, writeMemory } from "../process/memory.ts";
+import { finishLeftoverInjections } from "../process/remote-call.ts";
 import { sleepSync, Tracee } from "../process/threads.ts";
 import { type TracerInfo, tracerInfo } from "../process/tracer.ts";
 import { isInProgress } from "./actions.ts";
@@ -237,6 +238,9 @@ export function openTarget(pid: number, opts: OpenOptions = {}): TargetSession {
   let session: Session | undefined;
   try {
     session = new Session(tracee);
+    // A thread a killed run left in the inject stub has its real pc and stack only in the
+    // stub's slot; put it back before anything (recovery's safe stop included) looks at it.
+    finishLeftoverInjections(tracee);
     for (const hook of opts.onOpen ?? openHooks) hook(session);
     return session;
   } catch (err) {

@@ -30,7 +30,7 @@
  *   would change the target for good.
  */
 import { XspliceError } from "../errors.ts";
-import { encodeSlot, type InjectSlots, injectSlots, resumeContext } from "./inject-page.ts";
+import { encodeSlot, findInjectPage, type InjectSlots, injectSlots, resumeContext } from "./inject-page.ts";
 import { ENTRY_CALL, ENTRY_SYSCALL, FIELD } from "./inject-stub.ts";
 import {
   errnoLabel,
@@ -259,6 +259,26 @@ function slotsFor(tracee: Tracee, tid: number, opts: RemoteOptions): InjectSlots
   // A thread left in the stub by a killed xsplice is put back first; its slot becomes free.
   slots.finishLeftover(tid);
   return slots;
+}
+
+/**
+ * Put back every stopped thread that a killed xsplice left inside the inject
+ * stub (waiting out its bound before restoring itself). Until then its real
+ * pc and stack are only in its slot, so a safe stop's stack check could not
+ * see them: a new run calls this right after seizing. Returns how many threads
+ * it put back; a process without an inject page costs one maps read.
+ */
+export function finishLeftoverInjections(tracee: Tracee): number {
+  const page = findInjectPage(tracee.pid);
+  if (!page) return 0;
+  let n = 0;
+  for (const tid of tracee.threads) {
+    const rip = tracee.regs(tid).rip;
+    if (rip < page.code || rip >= page.data) continue;
+    slotsFor(tracee, tid, {}); // finds the page and finishes this thread's leftover
+    n++;
+  }
+  return n;
 }
 
 /** What ended an injection. */

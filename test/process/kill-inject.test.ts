@@ -14,6 +14,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { findInjectPage } from "../../src/process/inject-page.ts";
+import { finishLeftoverInjections } from "../../src/process/remote-call.ts";
+import { Tracee } from "../../src/process/threads.ts";
 import { compileC } from "../helpers/cc.ts";
 import { startTarget, symbolAddress, type Target } from "../helpers/target.ts";
 
@@ -208,5 +210,31 @@ describe("xsplice killed during injected system calls and calls", () => {
       t.lines.filter((l) => l.startsWith("ERROR")),
       [],
     );
+  });
+
+  it("a new tracer puts back at once a thread a killed one left waiting in the stub", async () => {
+    const before = await status(t);
+    const child = startInjector(command, [...args, "7", "150000"]); // one 150 ms call into a worker
+    child.proc.stdin!.write("\n");
+    await child.waitLine(/^go$/, 10_000);
+    await new Promise((r) => setTimeout(r, 50));
+    child.proc.kill("SIGKILL");
+    await child.exited;
+    // The call ends ~100 ms later; the thread then waits in the stub for its 1 s bound.
+    const deadline = Date.now() + 800;
+    while (threadsInStub(t.pid) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(threadsInStub(t.pid), 1, "the worker waits in the stub");
+    const tr = Tracee.seize(t.pid);
+    let putBack: number;
+    try {
+      putBack = finishLeftoverInjections(tr);
+    } finally {
+      tr.detach();
+    }
+    assert.equal(putBack, 1);
+    assert.equal(threadsInStub(t.pid), 0, "put back before its own bound ran out");
+    const s = await status(t);
+    assert.equal(s.errors, 0);
+    assert.ok(s.progress > before.progress);
   });
 });
