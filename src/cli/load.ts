@@ -2,7 +2,8 @@
  * `xsplice load PID FILE [--name NAME] [--nodeps] [--timeout MS]` (SPEC §10):
  * upload + apply; when the apply fails the payload is unloaded again, so a
  * failed load leaves nothing behind. NAME defaults to the file's base name
- * without its extension.
+ * without its extension. The upload runs under the same policy as `upload`
+ * (SPEC §9, `policy.ts`): `load` is no way around a signature requirement.
  */
 import { basename, extname } from "node:path";
 import { action, checkPid, upload } from "../core/api.ts";
@@ -10,6 +11,7 @@ import { performAction } from "../core/execute.ts";
 import { actionOutput, describeAction, timeoutOf } from "./apply.ts";
 import type { Command } from "./command.ts";
 import { readPayloadFile } from "./inspect.ts";
+import { POLICY_OPTIONS, POLICY_USAGE, uploadPolicy } from "./policy.ts";
 
 /** NAME for `load`: the file's base name without its extension. */
 export function defaultName(file: string): string {
@@ -19,9 +21,14 @@ export function defaultName(file: string): string {
 /** `xsplice load`. */
 export const loadCommand: Command = {
   name: "load",
-  usage: "load PID FILE [--name NAME] [--nodeps] [--timeout MS]",
+  usage: `load PID FILE [--name NAME] [--nodeps] [--timeout MS] ${POLICY_USAGE}`,
   summary: "upload and apply a payload; unload it again if the apply fails",
-  options: { name: { type: "string" }, nodeps: { type: "boolean" }, timeout: { type: "string" } },
+  options: {
+    name: { type: "string" },
+    nodeps: { type: "boolean" },
+    timeout: { type: "string" },
+    ...POLICY_OPTIONS,
+  },
   positionals: [2, 2],
   describe: (p, v) =>
     describeAction(
@@ -34,8 +41,9 @@ export const loadCommand: Command = {
     const pid = checkPid(pidText);
     const name = typeof input.values["name"] === "string" ? input.values["name"] : defaultName(file);
     const timeoutMs = timeoutOf(input);
-    const bytes = readPayloadFile(file);
-    await upload(pid, name, bytes);
+    const policy = uploadPolicy(input);
+    const bytes = readPayloadFile(file, policy.maxSize);
+    await upload(pid, name, bytes, policy);
     try {
       const r = performAction(pid, name, "APPLY", {
         timeoutMs,
