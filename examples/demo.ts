@@ -62,6 +62,9 @@ interface Facts {
   patchedReply?: string;
   stopWindowMs?: number;
   revertStopWindowMs?: number;
+  /** All stops of the apply and of the revert (seize, safe stop, detach): `pause.totalMs`. */
+  pauseMs?: number;
+  revertPauseMs?: number;
   loadMs?: number;
   countsBeforeLoad?: LoadCounts;
   countsAfterLoad?: LoadCounts;
@@ -286,13 +289,14 @@ async function run(): Promise<void> {
   showCommand(load);
   facts.loadMs = load.elapsedMs;
   facts.stopWindowMs = findNumber(load.json, "stopWindowMs");
+  facts.pauseMs = findNumber(load.json, "totalMs");
   for (const w of (load.json as { warnings?: unknown[] } | undefined)?.warnings ?? [])
     say(`      warning: ${String(w)}`);
   const get = load.status === 0 ? await runXsplice(["get", String(server.pid), "fix", "--json"]) : undefined;
   const state = (get?.json as { state?: string } | undefined)?.state;
   say(
     load.status === 0
-      ? `      applied in ${load.elapsedMs.toFixed(0)} ms (whole command); server stopped for ${facts.stopWindowMs?.toFixed(3) ?? "?"} ms; state ${state}`
+      ? `      applied in ${load.elapsedMs.toFixed(0)} ms (whole command); server stopped for ${facts.stopWindowMs?.toFixed(3) ?? "?"} ms for the writes, ${facts.pauseMs?.toFixed(3) ?? "?"} ms in all; state ${state}`
       : `      xsplice load failed: ${load.error}`,
   );
   if (
@@ -302,7 +306,7 @@ async function run(): Promise<void> {
       observed:
         load.status !== 0
           ? `exit ${load.status}: ${load.error}`
-          : `state ${state}, stopWindowMs ${facts.stopWindowMs ?? "missing from the --json output"}`,
+          : `state ${state}, stopWindowMs ${facts.stopWindowMs?.toFixed(3) ?? "missing from the --json output"}`,
       data: {
         exit: load.status,
         state,
@@ -328,7 +332,9 @@ async function run(): Promise<void> {
   facts.countsAfterLoad = after;
   const servedSince = after.ok - loadStart.ok;
   say(`      loadgen: ${after.ok} answered (${servedSince} since the load began), ${after.failed} failed`);
-  say(`      pause the server saw: ${facts.stopWindowMs?.toFixed(3)} ms (stopWindowMs)`);
+  say(
+    `      pause the server saw: ${facts.stopWindowMs?.toFixed(3)} ms for the writes (stopWindowMs), ${facts.pauseMs?.toFixed(3) ?? "?"} ms over every stop of the apply (pause.totalMs)`,
+  );
   const ok5 = !facts.leakPatched && patched.status === 3 && after.failed === 0 && servedSince > 0;
   let firstError = "";
   if (after.failed > 0) {
@@ -352,6 +358,7 @@ async function run(): Promise<void> {
   const revert = await runXsplice(["revert", String(server.pid), "fix", "--json"]);
   showCommand(revert);
   facts.revertStopWindowMs = findNumber(revert.json, "stopWindowMs");
+  facts.revertPauseMs = findNumber(revert.json, "totalMs");
   say(
     revert.status === 0
       ? `      reverted; server stopped for ${facts.revertStopWindowMs?.toFixed(3) ?? "?"} ms`
@@ -400,7 +407,7 @@ function summaryTable(): string[] {
     String(r.step),
     r.claim,
     r.skipped ? "skipped" : r.ok ? "ok" : "FAILED",
-    r.ok ? "" : r.observed,
+    r.observed,
   ]);
   const width = [4, Math.max(5, ...rows.map((r) => r[1]!.length)), 7];
   const line = (cells: string[]) =>
@@ -410,7 +417,7 @@ function summaryTable(): string[] {
       .trimEnd();
   return [
     line(["step", "claim", "result", "observed"]),
-    line(["----", "-".repeat(width[1]!), "-------"]),
+    line(["----", "-".repeat(width[1]!), "-------", "--------"]),
     ...rows.map(line),
   ];
 }
@@ -459,8 +466,9 @@ function report(error?: string): number {
         `  requests: ${facts.load.ok} ok, ${facts.load.failed} failed; max request latency ${(facts.load.maxUs / 1000).toFixed(1)} ms`,
       );
       say(
-        `  the server was stopped for ${facts.stopWindowMs?.toFixed(3) ?? "?"} ms to apply the fix, ` +
-          `${facts.revertStopWindowMs?.toFixed(3) ?? "?"} ms to revert it (stopWindowMs)`,
+        `  the server was stopped for ${facts.stopWindowMs?.toFixed(3) ?? "?"} ms to write the fix ` +
+          `(${facts.pauseMs?.toFixed(3) ?? "?"} ms over all stops of the apply), ` +
+          `${facts.revertStopWindowMs?.toFixed(3) ?? "?"} ms to revert it (${facts.revertPauseMs?.toFixed(3) ?? "?"} ms in all)`,
       );
     }
     if (error) say(`  error: ${error}`);

@@ -29,7 +29,7 @@ export function actionOutput(pid: number, r: ActionResult, json: boolean): Comma
   const done =
     r.kind === "noop"
       ? `${r.name} is already applied in ${pid}`
-      : `${r.cmd === "APPLY" ? "applied" : r.cmd === "REVERT" ? "reverted" : "replaced with"} ${r.name} in ${pid}: state ${r.state}, threads stopped ${r.stopWindowMs.toFixed(3)} ms`;
+      : `${r.cmd === "APPLY" ? "applied" : r.cmd === "REVERT" ? "reverted" : "replaced with"} ${r.name} in ${pid}: state ${r.state}, threads stopped ${r.stopWindowMs.toFixed(3)} ms for the writes${r.pause ? ` (${r.pause.totalMs.toFixed(3)} ms in ${r.pause.stops} stops in all)` : ""}`;
   return {
     json: {
       pid,
@@ -38,6 +38,7 @@ export function actionOutput(pid: number, r: ActionResult, json: boolean): Comma
       state: r.state,
       rc: 0,
       stopWindowMs: r.stopWindowMs,
+      pause: r.pause,
       attempts: r.attempts,
       warnings: r.warnings,
     },

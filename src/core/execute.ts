@@ -31,6 +31,7 @@ import { readElf } from "../elf/file.ts";
 import { ERRNO, XspliceError } from "../errors.ts";
 import { readMemory } from "../process/memory.ts";
 import { mappedObjects } from "../process/objects.ts";
+import type { StopLedger } from "../process/threads.ts";
 import {
   type ActionFlags,
   type Cmd,
@@ -89,6 +90,11 @@ export interface ActionResult {
   stopStages?: StopStages;
   /** Non-fatal findings, e.g. the SPEC §12 -flive-patching warning, a failing post-hook. */
   warnings: string[];
+  /**
+   * Every stop the whole operation made, from seizing to detaching (filled by
+   * `performAction`): what the target saw, beyond the write stop above.
+   */
+  pause?: StopLedger;
 }
 
 const DEFAULT_TIMEOUT_MS = 30;
@@ -256,6 +262,9 @@ export function executeAction(
   };
   if (plan.kind === "noop") return result;
   if (plan.kind === "unload") throw new XspliceError("EINVAL", `'${name}': UNLOAD is not carried out here`);
+  // Held, not stopped, while deciding: reading the object's DWARF, planning and the registry
+  // commits must not lengthen the target's pause; only the safe stop (and short hook stops) stop it.
+  session.run();
   const pid = session.pid;
   const initial = session.state;
   const applying = plan.kind === "apply" || plan.kind === "replace";
@@ -424,9 +433,11 @@ export function performAction(
   opts: PerformOptions = {},
 ): ActionResult {
   const session = openTarget(pid, { waitMs: opts.waitMs, forPayload: name });
+  let result: ActionResult;
   try {
-    return runAction(session, name, cmd, opts);
+    result = runAction(session, name, cmd, opts);
   } finally {
     session.close();
   }
+  return { ...result, pause: session.tracee.stops };
 }

@@ -57,7 +57,7 @@ export interface UploadTimings {
   link?: number;
   /** Seizing, mapping, writing the contents and committing. */
   write?: number;
-  /** How long the target's threads were stopped. */
+  /** How long the target's threads were stopped in all (seize, the mapping stop, detach), in ms. */
   stopped?: number;
   /** IFUNC resolvers called in the stop (0 when the payload uses none or all were cached). */
   ifuncCalls?: number;
@@ -346,8 +346,6 @@ export function uploadPayload(
   let prepared = prepareUpload(pid, name, bytes, readTargetRegistry(pid), readMaps(pid), opts);
   const t2 = performance.now();
   const session = openTarget(pid, { waitMs: opts.waitMs, onOpen: opts.onOpen });
-  const stopStart = performance.now();
-  let stoppedMs = 0;
   const mapped: { addr: bigint; size: number }[] = [];
   let createdRegistry = false;
   let committed = false;
@@ -371,7 +369,6 @@ export function uploadPayload(
       createdRegistry = true;
     }
     session.run();
-    stoppedMs = performance.now() - stopStart;
     if (provisional) {
       // Link again with the implementations, threads running: same maps, registry and placement.
       prepared = prepareUpload(pid, name, bytes, session.snapshot, maps, opts, {
@@ -387,7 +384,6 @@ export function uploadPayload(
     return prepared.record;
   } finally {
     if (!committed) cleanup(session, mapped, createdRegistry);
-    if (stoppedMs === 0) stoppedMs = performance.now() - stopStart;
     session.close();
     if (opts.timings) {
       const t3 = performance.now();
@@ -395,7 +391,8 @@ export function uploadPayload(
         parse: t1 - t0,
         link: t2 - t1,
         write: t3 - t2,
-        stopped: stoppedMs,
+        // Every stop the upload made, seize to detach: what the target saw.
+        stopped: session.tracee.stops.totalMs,
         ifuncCalls: prepared.ifuncs.calls,
         ifunc: prepared.ifuncs.callMs,
       });
@@ -426,6 +423,7 @@ function cleanup(
  * short stop, then the registry is committed without the record.
  */
 export function unloadPayload(session: TargetSession, name: string, timeoutMs = 1000): void {
+  session.run(); // held, not stopped, until the safe stop below
   const p = plan(session.state, name, "UNLOAD");
   // REVERT leaves the payload's code mapped, and a thread may still run in it or return into it
   // (a preempted caller of the replacement): unmap only in a safe stop (SPEC §6), else EBUSY.

@@ -115,11 +115,21 @@ function tracerPidOfThread(pid: number, tid: number): number {
  * lets it run while staying attached, `quiesce()` stops it again, `detach()`
  * lets it go. A Tracee is single-owner state: do not share one between callers.
  */
+/** How long a Tracee kept its process stopped: number of stops, their sum and the longest, in ms. */
+export interface StopLedger {
+  stops: number;
+  totalMs: number;
+  longestMs: number;
+}
+
 export class Tracee {
   /** The process (thread-group) id. */
   readonly pid: number;
   private readonly state = new Map<number, ThreadState>();
   private attached = true;
+  /** When the current stop began (ms, `performance.now()`), or undefined while running. */
+  private stopBegan: number | undefined;
+  private ledger: StopLedger = { stops: 0, totalMs: 0, longestMs: 0 };
 
   private constructor(pid: number) {
     this.pid = pid;
@@ -136,6 +146,7 @@ export class Tracee {
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new XspliceError("ESRCH", `no process ${pid}`, { pid });
     const deadline = nowMs() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const t = new Tracee(pid);
+    t.stopBegan = nowMs();
     try {
       for (let round = 0; ; round++) {
         const fresh = listTids(pid).filter((tid) => !t.state.has(tid));
@@ -347,6 +358,7 @@ export class Tracee {
     if (!this.attached)
       throw new XspliceError("ESRCH", `process ${this.pid} is no longer attached`, { pid: this.pid });
     const deadline = nowMs() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    this.stopBegan ??= nowMs();
     for (const th of this.state.values()) if (th.running) this.interrupt(th.tid);
     this.waitAllStopped(deadline);
     if (this.state.size === 0)
@@ -377,6 +389,28 @@ export class Tracee {
       } else this.cont(th.tid, 0);
       th.running = true;
     }
+    this.endStop();
+  }
+
+  /** Close the current stop in the ledger: threads run again (resumed or detached). */
+  private endStop(): void {
+    if (this.stopBegan === undefined) return;
+    const ms = nowMs() - this.stopBegan;
+    this.stopBegan = undefined;
+    this.ledger = {
+      stops: this.ledger.stops + 1,
+      totalMs: this.ledger.totalMs + ms,
+      longestMs: Math.max(this.ledger.longestMs, ms),
+    };
+  }
+
+  /**
+   * Every stop of the process this Tracee made so far (seize, quiesce, the
+   * stop that detaching needs), from the first interrupt to the last thread
+   * running again: what the target saw, as opposed to one operation's window.
+   */
+  get stops(): StopLedger {
+    return this.ledger;
   }
 
   /**
@@ -458,6 +492,7 @@ export class Tracee {
     }
     this.attached = false;
     this.state.clear();
+    this.endStop();
     if (failure && !(failure instanceof XspliceError && failure.errno === "ESRCH")) throw failure;
   }
 

@@ -52,7 +52,9 @@ test("load (name from the file), revert, apply --json, replace, errors with thei
   assert.equal(loaded.status, 0, loaded.stderr);
   assert.match(
     loaded.stdout,
-    new RegExp(`^applied ${name} in ${pid}: state APPLIED, threads stopped [0-9.]+ ms\\n$`),
+    new RegExp(
+      `^applied ${name} in ${pid}: state APPLIED, threads stopped [0-9.]+ ms for the writes \\([0-9.]+ ms in \\d+ stops in all\\)\\n$`,
+    ),
   );
   assert.equal(loaded.stderr, "");
   assert.equal(await callOld(t, 1), oldFormula(1n) + 1000n);
@@ -67,6 +69,10 @@ test("load (name from the file), revert, apply --json, replace, errors with thei
   assert.equal(doc.state, "CHECKED");
   assert.equal(doc.action, "REVERT");
   assert.ok(doc.stopWindowMs > 0);
+  // Every stop of the run (seize, the safe stop, detach) is reported, the write stop among them.
+  assert.ok(doc.pause.stops >= 2, `stops: ${doc.pause.stops}`);
+  assert.ok(doc.pause.totalMs >= doc.stopWindowMs, `pause ${doc.pause.totalMs} < window ${doc.stopWindowMs}`);
+  assert.ok(doc.pause.longestMs <= doc.pause.totalMs);
   assert.deepEqual(doc.warnings, []);
 
   const again = await cli("revert", pid, name, "--json");
