@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { XspliceError } from "../../errors.ts";
-import { commitRegistry, initRegistry, type RegistryMemory, readRegistry, registrySize } from "./format.ts";
+import {
+  commitRegistry,
+  initRegistry,
+  isUninitialised,
+  type RegistryMemory,
+  readRegistry,
+  registrySize,
+} from "./format.ts";
 import { emptyRegistry, type RegistryState } from "./records.ts";
 
 const BASE = 0x7f0000000000n;
@@ -40,9 +47,12 @@ test("init then read returns the state", () => {
 
 test("the magic is written last, so half-initialised memory is not a registry", () => {
   const mem = bufferMemory(registrySize(SLOT));
+  assert.equal(isUninitialised(mem, BASE), true, "freshly mapped zero memory");
   initRegistry(mem, BASE, stateWith(1), SLOT);
   assert.equal(mem.writes.at(-1)?.addr, BASE);
+  assert.equal(isUninitialised(mem, BASE), false);
   mem.bytes.fill(0, 0, 8);
+  assert.equal(isUninitialised(mem, BASE), true, "everything but the magic written");
   assert.throws(
     () => readRegistry(mem, BASE),
     (e: unknown) => e instanceof XspliceError && e.errno === "EINVAL",

@@ -125,6 +125,15 @@ export function initRegistry(
   mem.write(base, new TextEncoder().encode(MAGIC));
 }
 
+/**
+ * True while the mapping at `base` is not a registry *yet*: `initRegistry`
+ * writes the magic last, so a creator that has mapped the memory but not
+ * finished (or was killed before it did) leaves the first 8 bytes zero.
+ */
+export function isUninitialised(mem: RegistryMemory, base: bigint): boolean {
+  return mem.read(base, 8).every((b) => b === 0);
+}
+
 /** A state read from the registry, with the generation it was committed as. */
 export interface RegistrySnapshot {
   state: RegistryState;

@@ -22,6 +22,7 @@ import {
 import type { Tracee } from "../../process/threads.ts";
 import {
   initRegistry,
+  isUninitialised,
   REGISTRY_NAME,
   type RegistryMemory,
   type RegistrySnapshot,
@@ -94,7 +95,10 @@ export function processMemory(pid: number): RegistryMemory {
 export function readTargetRegistry(pid: number, maps?: readonly Mapping[]): RegistrySnapshot | undefined {
   const base = findRegistry(pid, maps);
   if (base === undefined) return undefined;
-  return readRegistry(processMemory(pid), base);
+  const mem = processMemory(pid);
+  // Mapped but not yet initialised by the run creating it: no payloads yet (SPEC §8 readers).
+  if (isUninitialised(mem, base)) return undefined;
+  return readRegistry(mem, base);
 }
 
 /** What `createRegistry` made. */
