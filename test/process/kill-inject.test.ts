@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { findInjectPage } from "../../src/process/inject-page.ts";
 import { finishLeftoverInjections } from "../../src/process/remote-call.ts";
 import { Tracee } from "../../src/process/threads.ts";
+import { nodeCommand } from "../helpers/bundle.ts";
 import { compileC } from "../helpers/cc.ts";
 import { startTarget, symbolAddress, type Target } from "../helpers/target.ts";
 
@@ -43,21 +44,7 @@ interface Child {
  * third of the time tsx needs, which matters at one process per kill. Falls back to tsx.
  */
 async function injectorCommand(): Promise<string[]> {
-  try {
-    const { buildSync } = await import("esbuild");
-    const outfile = fileURLToPath(new URL("../.build/injector.mjs", import.meta.url));
-    buildSync({
-      entryPoints: [injector],
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      outfile,
-      external: ["koffi"],
-    });
-    return [outfile];
-  } catch {
-    return ["--import", "tsx", injector];
-  }
+  return nodeCommand(injector);
 }
 
 function startInjector(command: string[], args: string[]): Child {
