@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { payloadRecord } from "../../test/helpers/records.ts";
 import { XspliceError } from "../errors.ts";
 import { commitApplied, commitRc, commitReverted, commitUnloaded, commitUploaded, plan } from "./actions.ts";
 import { emptyRegistry, type PayloadRecord, type RegistryState } from "./registry/records.ts";
@@ -7,17 +8,10 @@ import { emptyRegistry, type PayloadRecord, type RegistryState } from "./registr
 const OBJ = "aa".repeat(20);
 
 function record(name: string, over: Partial<PayloadRecord> = {}): PayloadRecord {
-  return {
-    name,
-    state: "CHECKED",
-    rc: 0,
-    format: "xsplice",
-    buildId: `${name}-id`,
+  return payloadRecord(name, {
     target: OBJ,
     depends: OBJ,
     object: { path: "/srv/app", buildId: OBJ, bias: "0x555555554000" },
-    regions: [],
-    exports: {},
     funcs: [
       {
         name: "f",
@@ -30,14 +24,8 @@ function record(name: string, over: Partial<PayloadRecord> = {}): PayloadRecord 
         undo: "",
       },
     ],
-    hooks: { load: [], unload: [] },
-    metadata: {},
-    hasOwnWritableData: false,
-    reverted: false,
-    appliedSeq: 0,
-    payloadStruct: "",
     ...over,
-  };
+  });
 }
 
 function registry(...payloads: PayloadRecord[]): RegistryState {

@@ -16,6 +16,7 @@ import type { TargetSession } from "../../../src/core/session.ts";
 import { readElf } from "../../../src/elf/file.ts";
 import { readMemory } from "../../../src/process/memory.ts";
 import { BUILD_DIR, compileC, FIXTURES, INCLUDE, tool } from "../../helpers/cc.ts";
+import { payloadRecord } from "../../helpers/records.ts";
 import { symbolAddress } from "../../helpers/target.ts";
 
 /** Flags of a target meant for live patching (SPEC §12), PIE. */
@@ -108,26 +109,14 @@ export function handRecord(
   over: Partial<PayloadRecord> = {},
 ): PayloadRecord {
   const obj = buildIdOf(exe);
-  return {
-    name,
-    state: "CHECKED",
-    rc: 0,
-    format: "xsplice",
+  return payloadRecord(name, {
     buildId: toHex(randomBytes(20)),
     target: obj,
     depends: obj,
     object: { path: exe, buildId: obj, bias: "0x0" },
-    regions: [],
-    exports: {},
     funcs,
-    hooks: { load: [], unload: [] },
-    metadata: {},
-    hasOwnWritableData: false,
-    reverted: false,
-    appliedSeq: 0,
-    payloadStruct: "",
     ...over,
-  };
+  });
 }
 
 /** Upload a hand-made record (registry only: its code is already in the target). */

@@ -22,8 +22,8 @@ import { readMaps } from "../../../src/process/maps.ts";
 import { sleepSync } from "../../../src/process/threads.ts";
 import { tracerOf } from "../../../src/process/tracer.ts";
 import { compileC } from "../../helpers/cc.ts";
+import { payloadRecord } from "../../helpers/records.ts";
 import { startTarget, type Target } from "../../helpers/target.ts";
-import { fakeRecord } from "./_records.ts";
 
 const exe = compileC({ sources: ["process/nthreads.c"], kind: "exe", libs: ["-lpthread"] });
 
@@ -51,7 +51,7 @@ describe("target session", () => {
       assert.deepEqual(s.state, emptyRegistry());
       assert.equal(tracerOf(t.pid), process.pid);
       s.run();
-      s.commit(commitUploaded(s.state, fakeRecord("one")));
+      s.commit(commitUploaded(s.state, payloadRecord("one")));
       assert.ok(!s.tracee.stopped, "commit that creates the registry resumes afterwards");
       assert.notEqual(s.base, undefined);
       assert.equal(s.generation, 1n);
@@ -82,7 +82,7 @@ describe("target session", () => {
         ["one"],
       );
       const g = s.generation;
-      s.commit(commitUploaded(s.state, fakeRecord("two")));
+      s.commit(commitUploaded(s.state, payloadRecord("two")));
       assert.equal(s.generation, g + 1n);
     } finally {
       s.close();
