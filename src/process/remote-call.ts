@@ -238,23 +238,29 @@ function stepSyscall(tracee: Tracee, tid: number, nr: number, args: bigint[], op
   return result;
 }
 
+/**
+ * The raw result `r` of a system call run in thread `tid`: returned as is, or,
+ * when it is a kernel error (-4095..-1, i.e. -errno), thrown as an
+ * `XspliceError` with the errno's name saying `what` failed in which process.
+ */
+export function syscallResult(tracee: Tracee, tid: number, r: bigint, what: string): bigint {
+  if (r < 0n && r >= -4095n) {
+    const code = Number(-r);
+    throw new XspliceError(toErrnoName(code), `${what} in process ${tracee.pid}: ${errnoLabel(code)}`, {
+      pid: tracee.pid,
+      tid,
+    });
+  }
+  return r;
+}
+
 /** The inject slots of the process (creating the page through bootstrap system calls if needed). */
 function slotsFor(tracee: Tracee, tid: number, opts: RemoteOptions): InjectSlots {
   const slots = injectSlots(
     tracee,
     tid,
     () => ptraceGetFpState(tid).length,
-    (nr, args, what) => {
-      const r = stepSyscall(tracee, tid, nr, args, opts);
-      if (r < 0n && r >= -4095n) {
-        const code = Number(-r);
-        throw new XspliceError(toErrnoName(code), `${what} in process ${tracee.pid}: ${errnoLabel(code)}`, {
-          pid: tracee.pid,
-          tid,
-        });
-      }
-      return r;
-    },
+    (nr, args, what) => syscallResult(tracee, tid, stepSyscall(tracee, tid, nr, args, opts), what),
   );
   // A thread left in the stub by a killed xsplice is put back first; its slot becomes free.
   slots.finishLeftover(tid);

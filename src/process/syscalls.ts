@@ -5,9 +5,8 @@
  * name and the call's arguments.
  */
 import { XspliceError } from "../errors.ts";
-import { errnoLabel, toErrnoName } from "./libc.ts";
 import { writeMemory } from "./memory.ts";
-import { type RemoteOptions, remoteSyscall } from "./remote-call.ts";
+import { type RemoteOptions, remoteSyscall, syscallResult } from "./remote-call.ts";
 import type { Tracee } from "./threads.ts";
 
 /** x86-64 system call numbers used by xsplice. */
@@ -49,15 +48,7 @@ export function checkedSyscall(
   what: string,
   opts?: RemoteOptions,
 ): bigint {
-  const r = remoteSyscall(tracee, tid, nr, args, opts);
-  if (r < 0n && r >= -4095n) {
-    const code = Number(-r);
-    throw new XspliceError(toErrnoName(code), `${what} in process ${tracee.pid}: ${errnoLabel(code)}`, {
-      pid: tracee.pid,
-      tid,
-    });
-  }
-  return r;
+  return syscallResult(tracee, tid, remoteSyscall(tracee, tid, nr, args, opts), what);
 }
 
 /** Options of `remoteMmap`. */
