@@ -1,26 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { Mapping } from "../process/maps.ts";
+import { mapping } from "../../test/helpers/maps.ts";
 import { addressesToCheck, stackFacts } from "../process/stack.ts";
 import type { GuardRange } from "./patch-plan.ts";
 import { GuardIndex, scanForGuards } from "./safe-stop.ts";
 
-function map(start: bigint, end: bigint, path: string, exec: boolean): Mapping {
-  return {
-    start,
-    end,
-    perms: { read: true, write: !exec, exec, shared: false },
-    offset: 0n,
-    dev: "00:00",
-    inode: 0n,
-    path,
-    deleted: false,
-  };
-}
-
-const TEXT = map(0x555555554000n, 0x555555600000n, "/bin/x", true);
-const LIBC = map(0x7f0000000000n, 0x7f0000200000n, "/lib/libc.so.6", true);
-const STACK = map(0x7ffd00000000n, 0x7ffd00004000n, "[stack]", false);
+const TEXT = mapping(0x555555554000n, 0x555555600000n, "/bin/x", true);
+const LIBC = mapping(0x7f0000000000n, 0x7f0000200000n, "/lib/libc.so.6", true);
+const STACK = mapping(0x7ffd00000000n, 0x7ffd00004000n, "[stack]", false);
 const MAPS = [TEXT, LIBC, STACK];
 
 function guard(start: bigint, end: bigint, func: string): GuardRange {

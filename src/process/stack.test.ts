@@ -1,23 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { Mapping } from "./maps.ts";
+import { mapping } from "../../test/helpers/maps.ts";
 import { addressesToCheck, hitsRange, stackFacts } from "./stack.ts";
 
-function map(start: bigint, end: bigint, path: string, exec: boolean): Mapping {
-  return {
-    start,
-    end,
-    perms: { read: true, write: !exec, exec, shared: false },
-    offset: 0n,
-    dev: "00:00",
-    inode: 0n,
-    path,
-    deleted: false,
-  };
-}
-
-const TEXT = map(0x400000n, 0x500000n, "/bin/x", true);
-const STACK = map(0x7ff000000000n, 0x7ff000010000n, "[stack]", false);
+const TEXT = mapping(0x400000n, 0x500000n, "/bin/x", true);
+const STACK = mapping(0x7ff000000000n, 0x7ff000010000n, "[stack]", false);
 const MAPS = [TEXT, STACK];
 
 /** A synthetic stack: words written at addresses, read back through a `read` like /proc/PID/mem. */
