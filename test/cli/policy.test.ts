@@ -15,7 +15,7 @@ import { readMaps } from "../../src/process/maps.ts";
 import { readMemory } from "../../src/process/memory.ts";
 import { LIB, payload, source, TARGET } from "../core/upload/_fixtures.ts";
 import { FIXTURES } from "../helpers/cc.ts";
-import { startTarget, type Target } from "../helpers/target.ts";
+import { startTarget, type Target, waitBlockedInRead } from "../helpers/target.ts";
 import { type KeyPair, opensslKeyPair, tempDir, xsplice } from "./_run.ts";
 
 /** What a refused upload must not change: the maps and a hash of the program's mappings and heap. */
@@ -57,6 +57,7 @@ describe("signature policy on upload and load", () => {
     policy = join(tmp.dir, "policy.json");
     writeFileSync(policy, JSON.stringify({ requireSignature: true, trustedKeys: ["trusted.pub.pem"] }));
     t = await startTarget(TARGET);
+    await waitBlockedInRead(t.pid); // fingerprints must not see the fixture set up stdin
   });
   after(async () => {
     await t?.kill();

@@ -157,3 +157,24 @@ export function symbolAddress(pid: number, exe: string, name: string): bigint {
   const base = /Type:\s+DYN/.test(elfType) ? BigInt(`0x${first.split("-")[0]}`) : 0n;
   return base + value;
 }
+
+/**
+ * Wait until the main thread of `pid` sits blocked in `read(2)` — a fixture
+ * waiting for its next command. Printing "ready" comes before the first
+ * `fgets`, which allocates stdio's buffer on the heap: tests that fingerprint
+ * the process's memory must wait for that, or they see the fixture's own change.
+ */
+export async function waitBlockedInRead(pid: number, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    let nr = "";
+    try {
+      nr = readFileSync(`/proc/${pid}/syscall`, "utf8").split(" ")[0] ?? "";
+    } catch {
+      // A process that is gone fails the caller's next step with a clearer message.
+    }
+    if (nr === "0") return;
+    if (Date.now() > end) throw new Error(`process ${pid} did not block in read within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}

@@ -26,7 +26,7 @@ import { remoteSyscall } from "../../../src/process/remote-call.ts";
 import { SYS } from "../../../src/process/syscalls.ts";
 import { withStoppedProcess } from "../../../src/process/threads.ts";
 import { compileC } from "../../helpers/cc.ts";
-import { startTarget, type Target } from "../../helpers/target.ts";
+import { startTarget, type Target, waitBlockedInRead } from "../../helpers/target.ts";
 import { payload, source } from "./_fixtures.ts";
 
 const EXE = compileC({
@@ -53,6 +53,7 @@ describe("an upload that fails inside the process leaves nothing behind", () => 
   let t: Target;
   before(async () => {
     t = await startTarget(EXE);
+    await waitBlockedInRead(t.pid); // fingerprints must not see the fixture set up stdin
     // xsplice's inject page is made by the first injection and kept for the process's life
     // (docs/architecture.md); make it now, so that the comparisons see only the payload's traces.
     const pid = withStoppedProcess(t.pid, {}, (tr) => remoteSyscall(tr, t.pid, SYS.getpid, []));

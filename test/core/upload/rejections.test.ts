@@ -14,7 +14,7 @@ import { keyIdOf, readPayload } from "../../../src/payload/index.ts";
 import { readMaps } from "../../../src/process/maps.ts";
 import { readMemory } from "../../../src/process/memory.ts";
 import { compileC, tool } from "../../helpers/cc.ts";
-import { startTarget, type Target } from "../../helpers/target.ts";
+import { startTarget, type Target, waitBlockedInRead } from "../../helpers/target.ts";
 import { LIB, payload, source, TARGET, TARGET_FLAGS } from "./_fixtures.ts";
 
 function isErr(errno: string, re?: RegExp) {
@@ -59,6 +59,7 @@ describe("SPEC §2 rejections leave the process unchanged", () => {
   let before0: { maps: string; hash: string };
   before(async () => {
     t = await startTarget(TARGET);
+    await waitBlockedInRead(t.pid); // fingerprints must not see the fixture set up stdin
     before0 = fingerprint(t.pid);
   });
   after(async () => {
