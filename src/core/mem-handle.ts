@@ -48,6 +48,21 @@ export class MemHandle {
   }
 
   /**
+   * Read up to `max` bytes at `addr` into a new array with one `pread`: fewer when the
+   * range runs into unmapped memory, none when the descriptor cannot read there. Never
+   * throws; callers fall back to `read` for what they need and did not get.
+   */
+  readSome(addr: bigint, max: number): Uint8Array {
+    if (this.fd === undefined || max <= 0 || addr + BigInt(max) > MAX_OFFSET) return new Uint8Array(0);
+    const out = new Uint8Array(max);
+    try {
+      return out.subarray(0, readSync(this.fd, out, 0, max, Number(addr)));
+    } catch {
+      return new Uint8Array(0);
+    }
+  }
+
+  /**
    * Read `len` bytes at `addr` into the scratch buffer and return a view of
    * them, valid until the next `readView` (may be fewer bytes only when the
    * fallback says so). The view starts 8-byte aligned in its buffer.

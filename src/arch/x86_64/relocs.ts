@@ -26,19 +26,34 @@ function hex(v: bigint): string {
   return v < 0n ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`;
 }
 
-function fits(value: bigint, bits: number, range: RangeCheck): boolean {
-  if (range === "none") return true;
+/** `[min, end)` of a field of `bits` bits under `range`; undefined for "none" (anything fits). */
+function bounds(bits: number, range: RangeCheck): { min: bigint; end: bigint } | undefined {
+  if (range === "none") return undefined;
   const b = BigInt(bits);
-  if (range === "signed") return value >= -(1n << (b - 1n)) && value < 1n << (b - 1n);
-  return value >= 0n && value < 1n << b;
+  return range === "signed" ? { min: -(1n << (b - 1n)), end: 1n << (b - 1n) } : { min: 0n, end: 1n << b };
+}
+
+function fits(value: bigint, bits: number, range: RangeCheck): boolean {
+  const r = bounds(bits, range);
+  return r === undefined || (value >= r.min && value < r.end);
 }
 
 /** Store `value` as a little-endian field of `size` bytes (already range-checked; wraps to the width). */
 function store(code: Uint8Array, field: number, size: number, value: bigint): void {
-  const view = new DataView(code.buffer, code.byteOffset, code.byteLength);
-  if (size === 8) view.setBigUint64(field, BigInt.asUintN(64, value), true);
-  else if (size === 4) view.setUint32(field, Number(BigInt.asUintN(32, value)), true);
-  else if (size !== 0) throw new XspliceError("EINVAL", `relocation field of ${size} bytes`);
+  if (size === 4) {
+    // Byte stores: a DataView per field was a fifth of the relocation loop of a big payload.
+    const n = Number(BigInt.asUintN(32, value));
+    code[field] = n & 0xff;
+    code[field + 1] = (n >>> 8) & 0xff;
+    code[field + 2] = (n >>> 16) & 0xff;
+    code[field + 3] = n >>> 24;
+  } else if (size === 8) {
+    new DataView(code.buffer, code.byteOffset, code.byteLength).setBigUint64(
+      field,
+      BigInt.asUintN(64, value),
+      true,
+    );
+  } else if (size !== 0) throw new XspliceError("EINVAL", `relocation field of ${size} bytes`);
 }
 
 function checkField(name: string, code: Uint8Array, field: number, from: number, to: number): void {
@@ -62,6 +77,7 @@ interface RowSpec {
 /** A row whose `apply` is the plain compute → check → store. */
 function row(type: number, spec: RowSpec): RelocInfo {
   const name = relocationName(type);
+  const range = bounds(spec.size * 8, spec.range);
   return {
     type,
     name,
@@ -69,7 +85,7 @@ function row(type: number, spec: RowSpec): RelocInfo {
     apply(code, field, v, symbol) {
       checkField(name, code, field, 0, spec.size);
       const value = spec.compute(v);
-      if (!fits(value, spec.size * 8, spec.range)) {
+      if (range !== undefined && (value < range.min || value >= range.end)) {
         throw new XspliceError(
           "EOVERFLOW",
           `${name} against ${symbol}: value ${hex(value)} does not fit a ${spec.range} ${spec.size * 8}-bit field`,

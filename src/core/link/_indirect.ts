@@ -69,6 +69,14 @@ export function gotKey(kind: "address" | "tpoff", rs: RelaSection, rela: Rela): 
   return `${kind}:${rs.symtab}:${rela.symbol}`;
 }
 
+/**
+ * A relocation's symbol (table and index) as one number, for maps in the hot loops:
+ * both are below 2^32, so the key is exact in a double.
+ */
+export function symbolKey(rs: RelaSection, rela: Rela): number {
+  return rs.symtab * 0x100000000 + rela.symbol;
+}
+
 /** A GOT slot replacing an out-of-reach `lea` of symbol + addend. */
 export function leaKey(rs: RelaSection, rela: Rela): string {
   return `lea:${rs.symtab}:${rela.symbol}:${rela.addend}`;
@@ -95,16 +103,32 @@ export interface IndirectionKeys {
 export function indirectionKeys(elf: ElfFile, arch: Arch): IndirectionKeys {
   const stubs = new Set<string>();
   const slots = new Set<string>();
+  // Symbols (by `symbolKey`) whose GOT key is already in `slots`, by kind, and symbols known to
+  // be defined: thousands of relocations against a few symbols need not build a key string each.
+  const gotDone = new Set<number>();
+  const tpoffDone = new Set<number>();
+  const defined = new Set<number>();
   for (const rs of placedRelocations(elf)) {
     const target = elf.section(rs.target);
     const consumed = consumedOffsets(arch, rs, target);
     for (const rela of rs.relocations) {
-      if (consumed.has(rela.offset)) continue;
+      if (consumed.size > 0 && consumed.has(rela.offset)) continue;
       const row = rowFor(arch, rela, target);
-      if (row.kind === "got") slots.add(gotKey("address", rs, rela));
-      else if (row.kind === "gottpoff") slots.add(gotKey("tpoff", rs, rela));
-      else if ((row.kind === "pc" || row.kind === "plt") && row.size === 4) {
-        if (relocSymbol(elf, rs, rela).section.kind !== "undefined") continue;
+      const k = symbolKey(rs, rela);
+      if (row.kind === "got") {
+        if (gotDone.has(k)) continue;
+        gotDone.add(k);
+        slots.add(gotKey("address", rs, rela));
+      } else if (row.kind === "gottpoff") {
+        if (tpoffDone.has(k)) continue;
+        tpoffDone.add(k);
+        slots.add(gotKey("tpoff", rs, rela));
+      } else if ((row.kind === "pc" || row.kind === "plt") && row.size === 4) {
+        if (defined.has(k)) continue;
+        if (relocSymbol(elf, rs, rela).section.kind !== "undefined") {
+          defined.add(k);
+          continue;
+        }
         stubs.add(stubKey(rs, rela));
         if (row.kind === "pc") slots.add(leaKey(rs, rela));
       }

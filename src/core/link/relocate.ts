@@ -10,7 +10,15 @@ import type { Arch, RelocInfo, RelocValues } from "../../arch/index.ts";
 import type { ElfFile, Rela, RelaSection, SectionIndex, SymbolIndex } from "../../elf/index.ts";
 import { SHT, STB, STT } from "../../elf/index.ts";
 import { XspliceError } from "../../errors.ts";
-import { consumedOffsets, gotKey, leaKey, placedRelocations, rowFor, stubKey } from "./_indirect.ts";
+import {
+  consumedOffsets,
+  gotKey,
+  leaKey,
+  placedRelocations,
+  rowFor,
+  stubKey,
+  symbolKey,
+} from "./_indirect.ts";
 import { type Layout, REGIONS, type Region, type Reserved } from "./layout.ts";
 import {
   payloadSymbolAddress,
@@ -142,6 +150,9 @@ export function linkPayload(
   const slots = new Pool<GotSlot>(layout.got, bases.r);
   const gotBase = slots.addressOf(0);
   const resolved = resolveSymbols(elf, arch, layout, bases, sources, gotBase);
+  const gotSlots = new Map<number, bigint>();
+  const tpoffSlots = new Map<number, bigint>();
+  const values: RelocValues = { symbol: 0n, addend: 0n, place: 0n, slot: 0n, gotBase, size: 0n, tpoff: 0n };
 
   for (const rs of placedRelocations(elf)) {
     const target = elf.section(rs.target);
@@ -155,10 +166,25 @@ export function linkPayload(
     const sectionBase = bases[p.region] + BigInt(p.offset);
     // Relocations consumed by an instruction-sequence rewrite (TLS GD → LE), by field offset.
     const consumed = consumedOffsets(arch, rs, target);
+    const ctx: ApplyContext = {
+      arch,
+      code,
+      rs,
+      sectionBase,
+      gotBase,
+      layout,
+      stubs,
+      slots,
+      gotSlots,
+      tpoffSlots,
+      values,
+    };
+    const limit = BigInt(target.size);
     for (const rela of rs.relocations) {
-      if (consumed.has(rela.offset)) continue;
+      if (consumed.size > 0 && consumed.has(rela.offset)) continue;
       const row = rowFor(arch, rela, target);
-      if (rela.offset < 0n || rela.offset + BigInt(row.size) > BigInt(target.size)) {
+      // Compared as bigints: a corrupt offset may lie far above 2^53.
+      if (rela.offset < 0n || rela.offset > limit || Number(rela.offset) + row.size > target.size) {
         throw new XspliceError(
           "EINVAL",
           `${row.name} field at ${target.name}+${hex(rela.offset)} (${row.size} bytes) is outside the ${target.size}-byte section`,
@@ -166,7 +192,7 @@ export function linkPayload(
         );
       }
       const res = resolved.get(rs.symtab, rela.symbol);
-      applyOne(arch, row, code, rs, rela, res, sectionBase, gotBase, layout, stubs, slots);
+      applyOne(ctx, row, rela, res);
     }
   }
 
@@ -203,34 +229,49 @@ export function linkPayload(
   };
 }
 
+const REL32_MIN = -(1n << 31n);
+const REL32_END = 1n << 31n;
+
 function fitsRel32(v: bigint): boolean {
-  return v >= -(1n << 31n) && v < 1n << 31n;
+  return v >= REL32_MIN && v < REL32_END;
+}
+
+/** What every relocation of one RELA section shares. */
+interface ApplyContext {
+  arch: Arch;
+  /** The bytes of the relocated section. */
+  code: Uint8Array;
+  rs: RelaSection;
+  sectionBase: bigint;
+  gotBase: bigint;
+  layout: Layout;
+  stubs: Pool<Stub>;
+  slots: Pool<GotSlot>;
+  /**
+   * GOT slot addresses already taken, by `symbolKey` (address and tpoff slots): most
+   * relocations of a big payload are GOTPCRELX to a few globals, and building the
+   * pool's string key for each of them was a third of the link.
+   */
+  gotSlots: Map<number, bigint>;
+  tpoffSlots: Map<number, bigint>;
+  /** Scratch values handed to the row (see `applyOne`). */
+  values: RelocValues;
 }
 
 /** Apply one relocation, rerouting through a stub or slot where the kind and the instruction allow. */
-function applyOne(
-  arch: Arch,
-  row: RelocInfo,
-  code: Uint8Array,
-  rs: RelaSection,
-  rela: Rela,
-  res: Resolution,
-  sectionBase: bigint,
-  gotBase: bigint,
-  layout: Layout,
-  stubs: Pool<Stub>,
-  slots: Pool<GotSlot>,
-): void {
+function applyOne(ctx: ApplyContext, row: RelocInfo, rela: Rela, res: Resolution): void {
+  const { arch, code, rs, layout, stubs, slots } = ctx;
   const field = Number(rela.offset);
-  const v: RelocValues = {
-    symbol: res.address,
-    addend: rela.addend,
-    place: sectionBase + rela.offset,
-    slot: 0n,
-    gotBase,
-    size: 0n,
-    tpoff: 0n,
-  };
+  // One values object for the whole link, refilled per relocation (rows never keep it):
+  // an object per relocation was most of the link's garbage.
+  const v = ctx.values;
+  v.symbol = res.address;
+  v.addend = rela.addend;
+  v.place = ctx.sectionBase + rela.offset;
+  v.slot = 0n;
+  v.gotBase = ctx.gotBase;
+  v.size = 0n;
+  v.tpoff = 0n;
   switch (row.kind) {
     case "none":
       return;
@@ -245,22 +286,35 @@ function applyOne(
       }
       v.size = res.size;
       break;
-    case "got":
-      v.slot = slots.take(gotKey("address", rs, rela), (address) => ({
-        address,
-        value: res.address,
-        kind: "address",
-        symbol: res.name,
-      }));
+    case "got": {
+      const k = symbolKey(rs, rela);
+      let slot = ctx.gotSlots.get(k);
+      if (slot === undefined) {
+        slot = slots.take(gotKey("address", rs, rela), (address) => ({
+          address,
+          value: res.address,
+          kind: "address",
+          symbol: res.name,
+        }));
+        ctx.gotSlots.set(k, slot);
+      }
+      v.slot = slot;
       break;
+    }
     case "gottpoff": {
       const tpoff = tlsOffset(res, row);
-      v.slot = slots.take(gotKey("tpoff", rs, rela), (address) => ({
-        address,
-        value: tpoff,
-        kind: "tpoff",
-        symbol: res.name,
-      }));
+      const k = symbolKey(rs, rela);
+      let slot = ctx.tpoffSlots.get(k);
+      if (slot === undefined) {
+        slot = slots.take(gotKey("tpoff", rs, rela), (address) => ({
+          address,
+          value: tpoff,
+          kind: "tpoff",
+          symbol: res.name,
+        }));
+        ctx.tpoffSlots.set(k, slot);
+      }
+      v.slot = slot;
       break;
     }
     case "tpoff":
@@ -277,7 +331,8 @@ function applyOne(
       const lKey = leaKey(rs, rela);
       if (use === "branch" && layout.keys.stubs.has(sKey)) {
         const stub = stubs.take(sKey, (address) => ({ address, target: reach, symbol: res.name }));
-        Object.assign(v, { symbol: stub, addend: -BigInt(row.size) });
+        v.symbol = stub;
+        v.addend = -BigInt(row.size);
       } else if (use === "address" && row.kind === "pc" && layout.keys.slots.has(lKey)) {
         const slot = slots.take(lKey, (address) => ({
           address,
@@ -286,7 +341,8 @@ function applyOne(
           symbol: res.name,
         }));
         arch.loadFromSlot(code, field);
-        Object.assign(v, { symbol: slot, addend: -BigInt(row.size) });
+        v.symbol = slot;
+        v.addend = -BigInt(row.size);
       }
       break; // anything else: the row reports EOVERFLOW
     }
