@@ -15,6 +15,7 @@
  * index, the objects' CFI) is prepared before the first stop.
  */
 import { XspliceError } from "../errors.ts";
+import { decodeRegs, REG_OFFSET, REGS_SIZE } from "../process/libc.ts";
 import { type Mapping, mappingAt, readMaps } from "../process/maps.ts";
 import { readMemory } from "../process/memory.ts";
 import { mappedObjects } from "../process/objects.ts";
@@ -205,25 +206,31 @@ export function findBusy(
   const index = indexOf(guards);
   const pid = session.pid;
   const tracee = session.tracee;
+  // The registers stay raw: the check needs rip and rsp, and decoding all 27 into bigints
+  // per thread was about half of a thread's check (2.5 of 5 µs). Decoded only for the facts.
+  const raw = Buffer.alloc(REGS_SIZE);
   for (const tid of tracee.threads) {
-    const regs = tracee.regs(tid);
-    const pcGuard = index.atPc(regs.rip);
-    if (pcGuard) return { tid, guard: pcGuard, addr: regs.rip, atPc: true };
-    let stack = mappingAt(maps.current, regs.rsp);
+    tracee.regsInto(tid, raw);
+    const rip = raw.readBigUInt64LE(REG_OFFSET.rip);
+    const rsp = raw.readBigUInt64LE(REG_OFFSET.rsp);
+    const pcGuard = index.atPc(rip);
+    if (pcGuard) return { tid, guard: pcGuard, addr: rip, atPc: true };
+    let stack = mappingAt(maps.current, rsp);
     if (!stack) {
       // A thread created after the maps were read: its stack is in a new mapping.
       maps.current = readMaps(pid);
-      stack = mappingAt(maps.current, regs.rsp);
-      if (!stack) return { tid, guard: guards[0]!, addr: regs.rsp, atPc: false, unreadable: true };
+      stack = mappingAt(maps.current, rsp);
+      if (!stack) return { tid, guard: guards[0]!, addr: rsp, atPc: false, unreadable: true };
     }
-    const base = regs.rsp & ~7n;
+    const base = rsp & ~7n;
     const want = stack.end - base > BigInt(MAX_SCAN_BYTES) ? MAX_SCAN_BYTES : Number(stack.end - base);
     const bytes = mem ? mem.readView(base, want) : readMemory(pid, base, want);
     let hit: { addr: bigint; guard: GuardRange } | undefined;
     if (policy === "conservative" && index.exact) {
-      hit = scanForGuards(bytes, regs.rip, index);
+      hit = scanForGuards(bytes, rip, index);
       if (!hit) continue;
     }
+    const regs = decodeRegs(raw);
     // The stack facts from the bytes just read (the same range `stackFacts` asks for).
     const read = (a: bigint, l: number) =>
       a === base && l === want ? bytes : mem ? mem.read(a, l) : readMemory(pid, a, l);

@@ -27,6 +27,7 @@ import {
   ptraceDetach,
   ptraceGetEventMsg,
   ptraceGetRegs,
+  ptraceGetRegsInto,
   ptraceInterrupt,
   ptraceListen,
   ptraceSeize,
@@ -342,6 +343,15 @@ export class Tracee {
   regs(tid: number): Regs {
     this.stoppedThread(tid);
     return ptraceGetRegs(tid);
+  }
+
+  /**
+   * Registers of a stopped thread as the raw `user_regs_struct` in `buf` (reused by the
+   * caller; read fields at `REG_OFFSET`, or `decodeRegs(buf)` for all of them).
+   */
+  regsInto(tid: number, buf: Buffer): void {
+    this.stoppedThread(tid);
+    ptraceGetRegsInto(tid, buf);
   }
 
   /** Set the registers of a stopped thread. */

@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { SIGRTMIN, sigqueue } from "../../src/process/libc.ts";
+import { decodeRegs, REG_OFFSET, REGS_SIZE, SIGRTMIN, sigqueue } from "../../src/process/libc.ts";
 import { readMemory, writeMemory } from "../../src/process/memory.ts";
 import { Tracee, threadStateLetter, withStoppedProcess } from "../../src/process/threads.ts";
 import { compileC } from "../helpers/cc.ts";
@@ -198,6 +198,30 @@ describe("threads: stop and resume a 4-worker process", () => {
       writeMemory(t.pid, fn, code);
       assert.deepEqual(readMemory(t.pid, fn, 16), code);
     });
+  });
+
+  it("regsInto leaves the same registers as regs, raw, at REG_OFFSET", () => {
+    let kept: Tracee | undefined;
+    withStoppedProcess(t.pid, {}, (tr) => {
+      kept = tr;
+      const buf = Buffer.alloc(REGS_SIZE);
+      for (const tid of tr.threads) {
+        buf.fill(0xa5);
+        tr.regsInto(tid, buf);
+        const regs = tr.regs(tid);
+        assert.deepEqual(decodeRegs(buf), regs, `registers of ${tid}`);
+        assert.equal(buf.readBigUInt64LE(REG_OFFSET.rip), regs.rip);
+        assert.equal(buf.readBigUInt64LE(REG_OFFSET.rsp), regs.rsp);
+      }
+      assert.throws(
+        () => tr.regsInto(tr.threads[0]!, Buffer.alloc(REGS_SIZE - 8)),
+        (e: Error & { errno?: string }) => e.errno === "EINVAL" && /208 bytes/.test(e.message),
+      );
+    });
+    assert.throws(
+      () => kept!.regsInto(t.pid, Buffer.alloc(REGS_SIZE)),
+      (e: Error & { errno?: string }) => e.errno === "ESRCH",
+    );
   });
 
   it("unmapped memory is EFAULT naming the address", () => {
