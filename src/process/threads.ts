@@ -266,6 +266,22 @@ export class Tracee {
     }
   }
 
+  /**
+   * One non-blocking wait on `tid`. A thread that is no longer ours to wait for
+   * (ECHILD: gone, reaped with its process) is forgotten and gives undefined.
+   */
+  private waitNoHang(tid: number): WaitStatus | undefined {
+    try {
+      return waitTid(tid, WAIT.WNOHANG);
+    } catch (err) {
+      if (err instanceof XspliceError && err.errno === "ECHILD") {
+        this.state.delete(tid);
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
   /** Wait until every thread marked running has reached a stop, or throw `EBUSY` at the deadline. */
   private waitAllStopped(deadline: number): void {
     let lastProgress = nowMs();
@@ -274,17 +290,10 @@ export class Tracee {
       let progress = false;
       for (const th of [...this.state.values()]) {
         if (!th.running) continue;
-        let st: WaitStatus;
-        try {
-          st = waitTid(th.tid, WAIT.WNOHANG);
-        } catch (err) {
-          // ECHILD: no longer ours to wait for (gone, reaped with its process).
-          if (err instanceof XspliceError && err.errno === "ECHILD") {
-            this.state.delete(th.tid);
-            progress = true;
-            continue;
-          }
-          throw err;
+        const st = this.waitNoHang(th.tid);
+        if (st === undefined) {
+          progress = true;
+          continue;
         }
         if (st.kind !== "none") progress = true;
         if (!this.onStopping(st)) pending++;
@@ -431,17 +440,8 @@ export class Tracee {
     let handled = 0;
     for (const th of [...this.state.values()]) {
       if (!th.running) continue;
-      let st: WaitStatus;
-      try {
-        st = waitTid(th.tid, WAIT.WNOHANG);
-      } catch (err) {
-        if (err instanceof XspliceError && err.errno === "ECHILD") {
-          this.state.delete(th.tid);
-          continue;
-        }
-        throw err;
-      }
-      if (st.kind === "none") continue;
+      const st = this.waitNoHang(th.tid);
+      if (st === undefined || st.kind === "none") continue;
       handled++;
       if (st.kind !== "stopped") {
         this.state.delete(th.tid);
