@@ -19,6 +19,7 @@ import { type ElfFile, readElf } from "../elf/file.ts";
 import type { ElfSymbol } from "../elf/symbol.ts";
 import { XspliceError } from "../errors.ts";
 import { isFileMapping, type Mapping, mappingAt, procError, readMaps } from "./maps.ts";
+import { readMemory } from "./memory.ts";
 
 /** What kind of object a mapping belongs to. */
 export type ObjectKind = "executable" | "library" | "vdso";
@@ -110,7 +111,7 @@ export interface MappedObjectsOptions {
  */
 export function mappedObjects(pid: number, options: MappedObjectsOptions = {}): MappedObject[] {
   const maps = options.maps ?? readMaps(pid);
-  const read = options.read ?? ((addr: bigint, len: number) => readProcMem(pid, addr, len));
+  const read = options.read ?? ((addr: bigint, len: number) => readMemory(pid, addr, len));
   const debugRoot = options.debugRoot ?? "/usr/lib/debug";
   let exeKey: string | undefined;
   try {
@@ -596,45 +597,5 @@ function linkMapBiases(
   } catch (err) {
     if (err instanceof XspliceError && err.errno !== "ESRCH") return [];
     throw err;
-  }
-}
-
-/** Read target memory through `/proc/PID/mem` (root or a ptrace-capable caller). */
-function readProcMem(pid: number, addr: bigint, len: number): Uint8Array {
-  const out = new Uint8Array(len);
-  let fd: number | undefined;
-  try {
-    fd = openSync(`/proc/${pid}/mem`, "r");
-    let done = 0;
-    while (done < len) {
-      const n = readSync(fd, out, done, len - done, addr + BigInt(done));
-      if (n <= 0) break;
-      done += n;
-    }
-    if (done < len)
-      throw new XspliceError(
-        "EFAULT",
-        `cannot read 0x${len.toString(16)} bytes at 0x${addr.toString(16)} in ${pid}`,
-        {
-          pid,
-          address: addr,
-        },
-      );
-    return out;
-  } catch (err) {
-    if (err instanceof XspliceError) throw err;
-    const code = (err as { code?: string }).code;
-    if (code === "ENOENT" || code === "ESRCH" || code === "EACCES" || code === "EPERM")
-      throw procError(err, pid, `/proc/${pid}/mem`);
-    throw new XspliceError(
-      "EFAULT",
-      `cannot read 0x${len.toString(16)} bytes at 0x${addr.toString(16)} in ${pid}`,
-      {
-        pid,
-        address: addr,
-      },
-    );
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
