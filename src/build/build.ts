@@ -20,6 +20,7 @@ import { archFor } from "../arch/index.ts";
 import { ET, nameOf, SHF, SHT, STT } from "../elf/defs.ts";
 import { type ElfFile, type ElfSymbol, type Rela, readElf, type Section } from "../elf/index.ts";
 import { XspliceError } from "../errors.ts";
+import { hexBytes } from "../hex.ts";
 import { readPayload } from "../payload/index.ts";
 import type { TargetSymbol } from "../payload/types.ts";
 import { generatedAssembly } from "./_generated.ts";
@@ -85,10 +86,6 @@ export interface BuildResult {
 
 /** Size of `struct xsplice_patch_func` (SPEC §1) and its fields patched here. */
 const ENTRY = { size: 64, newAddr: 0, newSize: 8, oldAddr: 16, oldSize: 24, name: 32 } as const;
-
-function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString("hex");
-}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
@@ -160,7 +157,7 @@ function readDepends(path: string, target: Target): Uint8Array {
   if (!sameBytes(payload.target, target.buildId)) {
     throw new XspliceError(
       "EINVAL",
-      `--depends ${path} was built for target ${hex(payload.target)}, not ${target.path} (${hex(target.buildId)})`,
+      `--depends ${path} was built for target ${hexBytes(payload.target)}, not ${target.path} (${hexBytes(target.buildId)})`,
     );
   }
   return payload.buildId;
@@ -456,9 +453,9 @@ export function buildPayload(opts: BuildOptions): BuildResult {
     }
     return {
       path: out,
-      buildId: hex(payload.buildId),
-      target: hex(payload.target),
-      depends: hex(payload.depends),
+      buildId: hexBytes(payload.buildId),
+      target: hexBytes(payload.target),
+      depends: hexBytes(payload.depends),
       funcs,
       symbols,
       external,

@@ -7,6 +7,7 @@ import { readFileSync, statSync } from "node:fs";
 import { nameOf, R_AARCH64, R_X86_64, SHF } from "../elf/defs.ts";
 import type { ElfFile } from "../elf/index.ts";
 import { XspliceError } from "../errors.ts";
+import { hexBytes } from "../hex.ts";
 import { DEFAULT_MAX_PAYLOAD_SIZE, readPayload } from "../payload/read.ts";
 import { SIG_ALGO } from "../payload/signature.ts";
 import { type Payload, SINGLE_HOOKS, type SymbolRef } from "../payload/types.ts";
@@ -17,11 +18,6 @@ const ARCH: Record<number, { name: string; relocPrefix: string; relocs: Readonly
     62: { name: "x86_64", relocPrefix: "R_X86_64_", relocs: R_X86_64 },
     183: { name: "aarch64", relocPrefix: "R_AARCH64_", relocs: R_AARCH64 },
   };
-
-/** Bytes as lower-case hex, the way `readelf -n` prints build-ids. */
-function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString("hex");
-}
 
 function addr(v: bigint): string {
   return `0x${v.toString(16)}`;
@@ -88,9 +84,9 @@ export function inspectJson(p: Payload): Record<string, unknown> {
   return {
     format: p.format,
     machine: p.machine,
-    buildId: hex(p.buildId),
-    target: hex(p.target),
-    depends: hex(p.depends),
+    buildId: hexBytes(p.buildId),
+    target: hexBytes(p.target),
+    depends: hexBytes(p.depends),
     funcs: p.funcs.map((f) => ({
       name: f.name,
       oldAddr: addr(f.oldAddr),
@@ -98,7 +94,7 @@ export function inspectJson(p: Payload): Record<string, unknown> {
       newSize: f.newSize,
       nop: f.nop,
       ...(f.newSymbol ? { newSymbol: refName(p.elf, f.newSymbol) } : {}),
-      ...(f.expect ? { expect: hex(f.expect) } : {}),
+      ...(f.expect ? { expect: hexBytes(f.expect) } : {}),
     })),
     hooks,
     metadata: p.metadata,
@@ -107,7 +103,7 @@ export function inspectJson(p: Payload): Record<string, unknown> {
       ? {
           signature: {
             algo: algoName(p.signature.algo),
-            keyId: hex(p.signature.keyId),
+            keyId: hexBytes(p.signature.keyId),
             signer: p.signature.signer,
           },
         }
@@ -125,12 +121,12 @@ export function inspectText(file: string, p: Payload): string {
   const arch = ARCH[p.machine]?.name ?? `machine ${p.machine}`;
   lines.push(`payload:   ${printable(file)}`);
   lines.push(`format:    ${p.format} (${arch})`);
-  lines.push(`build-id:  ${hex(p.buildId)}`);
-  lines.push(`target:    ${hex(p.target)}`);
-  lines.push(`depends:   ${hex(p.depends)}`);
+  lines.push(`build-id:  ${hexBytes(p.buildId)}`);
+  lines.push(`target:    ${hexBytes(p.target)}`);
+  lines.push(`depends:   ${hexBytes(p.depends)}`);
   const sig = p.signature;
   lines.push(
-    `signed:    ${sig ? `yes, ${algoName(sig.algo)}, key ${hex(sig.keyId) || "-"}, signer ${JSON.stringify(sig.signer)}` : "no"}`,
+    `signed:    ${sig ? `yes, ${algoName(sig.algo)}, key ${hexBytes(sig.keyId) || "-"}, signer ${JSON.stringify(sig.signer)}` : "no"}`,
   );
   lines.push(`own data:  ${p.hasOwnWritableData ? "yes (cannot be re-applied after a revert)" : "no"}`);
   lines.push(`functions: ${p.funcs.length}`);
@@ -140,7 +136,7 @@ export function inspectText(file: string, p: Payload): string {
     const action = f.nop
       ? `NOP ${f.newSize} bytes`
       : `-> ${f.newSymbol ? refName(p.elf, f.newSymbol) : "?"} (${f.newSize} bytes)`;
-    const expect = f.expect ? `, expects ${hex(f.expect)}` : "";
+    const expect = f.expect ? `, expects ${hexBytes(f.expect)}` : "";
     lines.push(`  [${f.index}] ${old}${at} (${f.oldSize} bytes): ${action}${expect}`);
   }
   const hookLines: string[] = [];

@@ -29,7 +29,8 @@ import { livePatchingWarning } from "../elf/dwarf-producer.ts";
 import type { ElfFile } from "../elf/file.ts";
 import { readElf } from "../elf/file.ts";
 import { ERRNO, XspliceError } from "../errors.ts";
-import { readMemory } from "../process/memory.ts";
+import { fromHexBytes, hex, hexBytes } from "../hex.ts";
+import { type ProcessMemory, readMemory } from "../process/memory.ts";
 import { mappedObjects } from "../process/objects.ts";
 import type { StopLedger } from "../process/threads.ts";
 import {
@@ -42,16 +43,7 @@ import {
   plan as planAction,
 } from "./actions.ts";
 import { type HookKind, hasHook, hookFailure, runHooks, setStructRc } from "./hooks.ts";
-import type { MemHandle } from "./mem-handle.ts";
-import {
-  fromHex,
-  hexAddr,
-  journalWrites,
-  type PatchPlan,
-  type PatchSpan,
-  planPatches,
-  toHex,
-} from "./patch-plan.ts";
+import { journalWrites, type PatchPlan, type PatchSpan, planPatches } from "./patch-plan.ts";
 import { recover } from "./recovery.ts";
 import type { Journal, PayloadRecord, RegistryState, State } from "./registry/records.ts";
 import { type SafeStopResult, type StackPolicy, type StopStages, safeStop } from "./safe-stop.ts";
@@ -125,12 +117,12 @@ function objectWarning(pid: number, p: PayloadRecord): string | undefined {
 function checkExpectations(pid: number, p: PayloadRecord): void {
   for (const f of p.funcs) {
     if (!f.expect) continue;
-    const want = fromHex(f.expect);
+    const want = fromHexBytes(f.expect);
     const have = readMemory(pid, BigInt(f.oldAddr), want.length);
-    if (toHex(have) !== f.expect)
+    if (hexBytes(have) !== f.expect)
       throw new XspliceError(
         "EINVAL",
-        `'${p.name}': expectation failed for ${f.name || f.oldAddr}: ${f.oldAddr} holds ${toHex(have)}, expected ${f.expect}`,
+        `'${p.name}': expectation failed for ${f.name || f.oldAddr}: ${f.oldAddr} holds ${hexBytes(have)}, expected ${f.expect}`,
         { address: BigInt(f.oldAddr), symbol: f.name },
       );
   }
@@ -181,13 +173,13 @@ function holds(within: Uint8Array, offset: number, bytes: Uint8Array): boolean {
  * read it back. The span is recorded in `written` before the write, so that a
  * failed or short write is undone too.
  */
-export function writeSpan(mem: MemHandle, span: PatchSpan, written: Written[]): void {
+export function writeSpan(mem: ProcessMemory, span: PatchSpan, written: Written[]): void {
   const old = mem.read(span.addr, span.len);
   for (const { write: w, offset } of span.writes)
     if (!holds(old, offset, w.before))
       throw new XspliceError(
         "EINVAL",
-        `'${w.payload}': ${w.func} at ${hexAddr(w.addr)} holds ${toHex(old.subarray(offset, offset + w.before.length))}, expected ${toHex(w.before)}: the code changed since the action was planned`,
+        `'${w.payload}': ${w.func} at ${hex(w.addr)} holds ${hexBytes(old.subarray(offset, offset + w.before.length))}, expected ${hexBytes(w.before)}: the code changed since the action was planned`,
         { address: w.addr },
       );
   const next = old.slice();
@@ -200,13 +192,13 @@ export function writeSpan(mem: MemHandle, span: PatchSpan, written: Written[]): 
   const w = bad.write;
   throw new XspliceError(
     "EIO",
-    `'${w.payload}': ${w.func} at ${hexAddr(w.addr)} reads back ${toHex(back.subarray(bad.offset, bad.offset + w.after.length))} after writing ${toHex(w.after)}`,
+    `'${w.payload}': ${w.func} at ${hex(w.addr)} reads back ${hexBytes(back.subarray(bad.offset, bad.offset + w.after.length))} after writing ${hexBytes(w.after)}`,
     { address: w.addr },
   );
 }
 
 /** Restore written spans in reverse order; returns the write addresses that could not be restored. */
-export function undoWrites(mem: MemHandle, written: readonly Written[]): string[] {
+export function undoWrites(mem: ProcessMemory, written: readonly Written[]): string[] {
   const failed: string[] = [];
   for (const { span, old } of [...written].reverse()) {
     try {
@@ -215,7 +207,7 @@ export function undoWrites(mem: MemHandle, written: readonly Written[]): string[
     } catch {
       // reported below
     }
-    for (const { write: w } of span.writes) failed.push(hexAddr(w.addr));
+    for (const { write: w } of span.writes) failed.push(hex(w.addr));
   }
   return failed;
 }
@@ -370,7 +362,7 @@ function stopAndPatch(
 }
 
 /** Inside the safe stop: per step, hooks and writes; on failure undo the writes made. */
-function patchInStop(session: TargetSession, pp: PatchPlan, timeoutMs: number, mem: MemHandle): void {
+function patchInStop(session: TargetSession, pp: PatchPlan, timeoutMs: number, mem: ProcessMemory): void {
   const written: Written[] = [];
   try {
     pp.steps.forEach((step, i) => {

@@ -9,7 +9,6 @@
  * struct's `rc` (offset 8) is set to the action's outcome.
  */
 import { errnoName, XspliceError } from "../errors.ts";
-import { writeMemory } from "../process/memory.ts";
 import { remoteCall } from "../process/remote-call.ts";
 import type { PayloadRecord } from "./registry/records.ts";
 import type { TargetSession } from "./session.ts";
@@ -82,7 +81,7 @@ export function setStructRc(session: TargetSession, p: PayloadRecord, rc: number
   if (p.payloadStruct === "" || BigInt(p.payloadStruct) === 0n) return;
   const b = new Uint8Array(8);
   new DataView(b.buffer).setBigInt64(0, BigInt(rc), true);
-  writeMemory(session.pid, BigInt(p.payloadStruct) + STRUCT_RC_OFFSET, b);
+  session.tracee.memory.write(BigInt(p.payloadStruct) + STRUCT_RC_OFFSET, b);
 }
 
 /**

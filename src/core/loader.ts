@@ -11,9 +11,10 @@
  */
 import { archFor } from "../arch/index.ts";
 import { XspliceError } from "../errors.ts";
+import { hex, hexBytes } from "../hex.ts";
 import { DEFAULT_MAX_PAYLOAD_SIZE, type Payload, readPayload } from "../payload/index.ts";
 import { type Mapping, readMaps } from "../process/maps.ts";
-import { writeMemory } from "../process/memory.ts";
+import { ProcessMemory } from "../process/memory.ts";
 import { findObjectByBuildId, type MappedObject, mappedObjects } from "../process/objects.ts";
 import { MAP, PROT, remoteMmap, remoteMunmap } from "../process/syscalls.ts";
 import { commitUnloaded, commitUploaded, plan } from "./actions.ts";
@@ -29,7 +30,6 @@ import {
   checkSize,
   type SignaturePolicy,
 } from "./load/validate.ts";
-import { MemHandle } from "./mem-handle.ts";
 import { type RegistrySnapshot, registrySize } from "./registry/format.ts";
 import { emptyRegistry, type PayloadRecord, type RegistryState } from "./registry/records.ts";
 import { readTargetRegistry } from "./registry/remote.ts";
@@ -93,17 +93,9 @@ export interface PrepareContext {
   payload?: Payload;
 }
 
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`;
-}
-
-function toHex(b: Uint8Array): string {
-  return Buffer.from(b).toString("hex");
-}
-
 /** The target object by `.xsplice.target` build-id (SPEC §2: none `ENOENT` naming the build-id). */
 export function findTarget(objects: readonly MappedObject[], payload: Payload, pid: number): MappedObject {
-  const id = toHex(payload.target);
+  const id = hexBytes(payload.target);
   const obj = findObjectByBuildId(objects, id);
   if (!obj)
     throw new XspliceError(
@@ -118,7 +110,7 @@ export function findTarget(objects: readonly MappedObject[], payload: Payload, p
 
 /** SPEC §2: the payload's own build-id equal to a loaded payload's `EEXIST`. */
 function checkBuildIdFree(payload: Payload, reg: RegistryState): void {
-  const id = toHex(payload.buildId);
+  const id = hexBytes(payload.buildId);
   const dup = reg.payloads.find((p) => p.buildId === id);
   if (dup) throw new XspliceError("EEXIST", `payload build-id ${id} is already loaded as '${dup.name}'`);
 }
@@ -208,7 +200,7 @@ const CODE_SPAN_MAX = 1 << 20;
 function oldCodeReader(
   payload: Payload,
   target: MappedObject,
-  mem: MemHandle,
+  mem: ProcessMemory,
 ): (addr: bigint, len: number) => Uint8Array {
   let lo: bigint | undefined;
   let hi = 0n;
@@ -285,7 +277,7 @@ export function prepareUpload(
   // One /proc/PID/mem descriptor and one read for every old function's first bytes: an
   // open, pread and close per function cost ~12 µs each, most of the checks of a
   // 500-function payload.
-  const mem = new MemHandle(pid);
+  const mem = new ProcessMemory(pid, { readOnly: true });
   let funcs: PayloadRecord["funcs"];
   try {
     funcs = patchRecords(payload, arch, target, linked, oldCodeReader(payload, target, mem));
@@ -313,10 +305,14 @@ export function prepareUpload(
     state: "CHECKED",
     rc: 0,
     format: payload.format,
-    buildId: toHex(payload.buildId),
-    target: toHex(payload.target),
-    depends: toHex(payload.depends),
-    object: { path: target.path, buildId: target.buildId ?? toHex(payload.target), bias: hex(target.bias) },
+    buildId: hexBytes(payload.buildId),
+    target: hexBytes(payload.target),
+    depends: hexBytes(payload.depends),
+    object: {
+      path: target.path,
+      buildId: target.buildId ?? hexBytes(payload.target),
+      bias: hex(target.bias),
+    },
     regions: REGIONS.filter((r) => layout.sizes[r] > 0).map((r) => ({
       kind: r,
       addr: hex(placement.bases[r]),
@@ -375,9 +371,9 @@ function mapRegions(
 }
 
 /** Write the linked regions through `/proc/PID/mem` (works on the read-only and RX pages, SPEC §12). */
-function writeRegions(pid: number, linked: LinkedImage): void {
+function writeRegions(session: TargetSession, linked: LinkedImage): void {
   for (const r of REGIONS)
-    if (linked.regions[r].length > 0) writeMemory(pid, linked.bases[r], linked.regions[r]);
+    if (linked.regions[r].length > 0) session.tracee.memory.write(linked.bases[r], linked.regions[r]);
 }
 
 /**
@@ -440,7 +436,7 @@ export function uploadPayload(
       if (prepared.provisional)
         throw new XspliceError("EINVAL", "IFUNC symbols left unresolved after the stop");
     }
-    writeRegions(pid, prepared.linked);
+    writeRegions(session, prepared.linked);
     session.commit(commitUploaded(session.state, prepared.record));
     committed = true;
     return prepared.record;

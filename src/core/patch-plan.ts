@@ -10,6 +10,7 @@
  * SPEC §3: B's undo buffer then holds what was there before B).
  */
 import { XspliceError } from "../errors.ts";
+import { fromHexBytes, hex, hexBytes } from "../hex.ts";
 import type { Plan } from "./actions.ts";
 import type { FuncRecord, JournalWrite, PayloadRecord } from "./registry/records.ts";
 
@@ -74,21 +75,6 @@ export interface PatchPlan {
   undo: Map<string, string[]>;
 }
 
-/** Bytes from a hex string. */
-export function fromHex(h: string): Uint8Array {
-  return new Uint8Array(Buffer.from(h, "hex"));
-}
-
-/** Lower-case hex of bytes. */
-export function toHex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
-}
-
-/** `0x…` of an address. */
-export function hexAddr(v: bigint): string {
-  return `0x${v.toString(16)}`;
-}
-
 /** The ordered steps of a plan; `noop` and `unload` have none. */
 export function stepsOf(plan: Plan): PatchStep[] {
   const step = (kind: "apply" | "revert", payload: PayloadRecord): PatchStep => ({
@@ -135,7 +121,7 @@ class Overlay {
   get(addr: bigint, len: number): Uint8Array {
     const out = this.read(addr, len).slice();
     if (out.length !== len)
-      throw new XspliceError("EFAULT", `cannot read ${len} bytes of code at ${hexAddr(addr)}`, {
+      throw new XspliceError("EFAULT", `cannot read ${len} bytes of code at ${hex(addr)}`, {
         address: addr,
       });
     for (const w of this.writes) {
@@ -175,20 +161,20 @@ export function planPatches(plan: Plan, read: (addr: bigint, len: number) => Uin
           undo.push("");
           continue;
         }
-        const after = fromHex(f.patch);
+        const after = fromHexBytes(f.patch);
         const before = overlay.get(addr, after.length);
-        undo.push(toHex(before));
+        undo.push(hexBytes(before));
         out.writes.push({ addr, before, after, payload: p.name, func: funcName(f), step: index });
         overlay.put(addr, after);
       } else {
         // A payload applied through its apply hook has no undo buffers: its revert hook undoes it.
         if (step.byHook || f.undo === "") continue;
-        const after = fromHex(f.undo);
+        const after = fromHexBytes(f.undo);
         const before = overlay.get(addr, after.length);
-        if (!sameBytes(before, fromHex(f.patch)))
+        if (!sameBytes(before, fromHexBytes(f.patch)))
           throw new XspliceError(
             "EINVAL",
-            `'${p.name}': ${funcName(f)} at ${f.patchAddr} holds ${toHex(before)}, not this payload's patch ${f.patch}; the code was changed by someone else`,
+            `'${p.name}': ${funcName(f)} at ${f.patchAddr} holds ${hexBytes(before)}, not this payload's patch ${f.patch}; the code was changed by someone else`,
             { address: addr, symbol: f.name },
           );
         out.writes.push({ addr, before, after, payload: p.name, func: funcName(f), step: index });
@@ -242,10 +228,10 @@ export function spansOf(writes: readonly PatchWrite[]): PatchSpan[] {
 export function journalWrites(pp: PatchPlan): JournalWrite[] {
   return pp.writes.map((w) => {
     const g = pp.guards.find((r) => r.payload === w.payload && w.addr >= r.start && w.addr < r.end);
-    const entry: JournalWrite = { addr: hexAddr(w.addr), before: toHex(w.before), after: toHex(w.after) };
+    const entry: JournalWrite = { addr: hex(w.addr), before: hexBytes(w.before), after: hexBytes(w.after) };
     if (g) {
-      entry.guardStart = hexAddr(g.start);
-      entry.guardEnd = hexAddr(g.end);
+      entry.guardStart = hex(g.start);
+      entry.guardEnd = hex(g.end);
     }
     return entry;
   });

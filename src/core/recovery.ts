@@ -16,8 +16,8 @@
  * hooks the dead run may or may not have run.
  */
 import { ERRNO, XspliceError } from "../errors.ts";
-import { readMemory, writeMemory } from "../process/memory.ts";
-import { fromHex, type GuardRange, hexAddr, toHex } from "./patch-plan.ts";
+import { fromHexBytes, hex, hexBytes } from "../hex.ts";
+import type { GuardRange } from "./patch-plan.ts";
 import type { RegistryState } from "./registry/records.ts";
 import { type StackPolicy, safeStop } from "./safe-stop.ts";
 import type { TargetSession } from "./session.ts";
@@ -53,11 +53,11 @@ export function recover(session: TargetSession, opts: RecoveryOptions = {}): Rec
   const j = state.journal;
   if (!j) return undefined;
   const wasStopped = session.tracee.stopped;
-  const pid = session.pid;
+
   const writes = j.writes.map((w) => ({
     addr: BigInt(w.addr),
-    before: fromHex(w.before),
-    after: fromHex(w.after),
+    before: fromHexBytes(w.before),
+    after: fromHexBytes(w.after),
     guard: {
       start: BigInt(w.guardStart ?? w.addr),
       end: w.guardEnd !== undefined ? BigInt(w.guardEnd) : BigInt(w.addr) + BigInt(w.before.length / 2),
@@ -66,7 +66,9 @@ export function recover(session: TargetSession, opts: RecoveryOptions = {}): Rec
     } satisfies GuardRange,
   }));
   // Only what differs needs a stop; a run killed before its stop wrote nothing.
-  const changed = writes.filter((w) => toHex(readMemory(pid, w.addr, w.before.length)) !== toHex(w.before));
+  const changed = writes.filter(
+    (w) => hexBytes(session.tracee.memory.read(w.addr, w.before.length)) !== hexBytes(w.before),
+  );
   let window = 0;
   if (changed.length > 0) {
     try {
@@ -76,12 +78,12 @@ export function recover(session: TargetSession, opts: RecoveryOptions = {}): Rec
         { timeoutMs: opts.timeoutMs ?? 1000, policy: opts.policy ?? "conservative" },
         () => {
           for (const w of [...writes].reverse()) {
-            writeMemory(pid, w.addr, w.before, { tid: session.tid });
-            const back = readMemory(pid, w.addr, w.before.length, { tid: session.tid });
-            if (toHex(back) !== toHex(w.before))
+            session.tracee.memory.write(w.addr, w.before);
+            const back = session.tracee.memory.read(w.addr, w.before.length);
+            if (hexBytes(back) !== hexBytes(w.before))
               throw new XspliceError(
                 "EIO",
-                `recovery of ${j.cmd} '${j.name}': ${hexAddr(w.addr)} reads back ${toHex(back)} after restoring ${toHex(w.before)}`,
+                `recovery of ${j.cmd} '${j.name}': ${hex(w.addr)} reads back ${hexBytes(back)} after restoring ${hexBytes(w.before)}`,
                 { address: w.addr },
               );
           }

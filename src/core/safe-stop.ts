@@ -14,14 +14,14 @@
  * Everything that does not need the threads stopped (maps, the sorted guard
  * index, the objects' CFI) is prepared before the first stop.
  */
+
+import { decodeRegs, REG_OFFSET, REGS_SIZE } from "../arch/host.ts";
 import { XspliceError } from "../errors.ts";
-import { decodeRegs, REG_OFFSET, REGS_SIZE } from "../process/libc.ts";
 import { type Mapping, mappingAt, readMaps } from "../process/maps.ts";
-import { readMemory } from "../process/memory.ts";
+import { type ProcessMemory, readMemory } from "../process/memory.ts";
 import { mappedObjects } from "../process/objects.ts";
 import { addressesToCheck, stackFacts, type UnwindObject } from "../process/stack.ts";
 import { sleepSync } from "../process/threads.ts";
-import { MemHandle } from "./mem-handle.ts";
 import type { GuardRange } from "./patch-plan.ts";
 import type { TargetSession } from "./session.ts";
 
@@ -200,7 +200,7 @@ export function findBusy(
   maps: { current: readonly Mapping[] },
   policy: StackPolicy = "conservative",
   objectAt?: (pc: bigint) => UnwindObject | undefined,
-  mem?: MemHandle,
+  mem?: ProcessMemory,
 ): Busy | undefined {
   if (guards.length === 0) return undefined;
   const index = indexOf(guards);
@@ -263,22 +263,17 @@ export function safeStop(
   session: TargetSession,
   guards: readonly GuardRange[],
   opts: SafeStopOptions,
-  inStop: (mem: MemHandle) => void,
+  inStop: (mem: ProcessMemory) => void,
 ): SafeStopResult {
-  const mem = new MemHandle(session.pid, session.tid);
-  try {
-    return stopLoop(session, guards, opts, inStop, mem);
-  } finally {
-    mem.close();
-  }
+  return stopLoop(session, guards, opts, inStop, session.tracee.memory);
 }
 
 function stopLoop(
   session: TargetSession,
   guards: readonly GuardRange[],
   opts: SafeStopOptions,
-  inStop: (mem: MemHandle) => void,
-  mem: MemHandle,
+  inStop: (mem: ProcessMemory) => void,
+  mem: ProcessMemory,
 ): SafeStopResult {
   const pid = session.pid;
   const policy = opts.policy ?? "conservative";

@@ -11,7 +11,6 @@
 import { readFileSync } from "node:fs";
 import { XspliceError } from "../errors.ts";
 import { getpid } from "../process/libc.ts";
-import { readMemory, writeMemory } from "../process/memory.ts";
 import { finishLeftoverInjections } from "../process/remote-call.ts";
 import { sleepSync, Tracee } from "../process/threads.ts";
 import { type TracerInfo, tracerInfo } from "../process/tracer.ts";
@@ -166,13 +165,7 @@ class Session implements TargetSession {
     this.tracee = tracee;
     this.pid = tracee.pid;
     this.tid = tracee.threads.includes(tracee.pid) ? tracee.pid : tracee.threads[0]!;
-    const pid = this.pid;
-    const tid = this.tid;
-    // With a stopped thread at hand, memory access may fall back to ptrace words.
-    this.memory = {
-      read: (addr, len) => readMemory(pid, addr, len, tracee.stopped ? { tid } : {}),
-      write: (addr, bytes) => writeMemory(pid, addr, bytes, tracee.stopped ? { tid } : {}),
-    };
+    this.memory = tracee.memory;
     this.refresh();
   }
 

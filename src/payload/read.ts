@@ -10,6 +10,7 @@
 import { EM, ET, R_AARCH64, R_X86_64, SHF, SHT } from "../elf/defs.ts";
 import { type ElfFile, type ElfSymbol, parseNotes, type Rela, readElf, type Section } from "../elf/index.ts";
 import { type ErrorLocation, XspliceError } from "../errors.ts";
+import { hex } from "../hex.ts";
 import { splitSignature } from "./signature.ts";
 import {
   type HookRef,
@@ -82,10 +83,6 @@ const SYMBOLS_SECTION = ".xsplice.symbols";
 const BUILD_ID_SECTION = ".note.gnu.build-id";
 /** Longest build-id accepted: generous for sha1 (20), md5/uuid (16), sha256 (32). */
 const MAX_BUILD_ID = 64;
-
-function hex(n: number | bigint): string {
-  return `0x${n.toString(16)}`;
-}
 
 function fail(errno: "EINVAL" | "EOPNOTSUPP", message: string, where: ErrorLocation = {}): never {
   throw new XspliceError(errno, message, where);

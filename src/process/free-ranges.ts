@@ -10,6 +10,7 @@
  */
 import { readFileSync } from "node:fs";
 import { XspliceError } from "../errors.ts";
+import { hex } from "../hex.ts";
 import type { Mapping } from "./maps.ts";
 
 /** A half-open address range `[start, end)`. */
@@ -152,7 +153,4 @@ function max(a: bigint, b: bigint): bigint {
 }
 function min(a: bigint, b: bigint): bigint {
   return a < b ? a : b;
-}
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`;
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decodeRegs, decodeWaitStatus, encodeRegs, REG_NAMES, REGS_SIZE, signalName } from "./libc.ts";
+import { decodeRegs, encodeRegs, REG_NAMES, REGS_SIZE } from "../arch/host.ts";
+import { decodeWaitStatus, signalName } from "./libc.ts";
 
 describe("libc: wait status decoding (the <sys/wait.h> macros, man 2 ptrace)", () => {
   const rows: [string, number, ReturnType<typeof decodeWaitStatus>][] = [

@@ -9,6 +9,7 @@
  */
 import { constants as osConstants } from "node:os";
 import koffi from "koffi";
+import { decodeRegs, encodeRegs, FP_REGSET, REGS_SIZE, type Regs } from "../arch/host.ts";
 import { ERRNO, type ErrnoName, XspliceError } from "../errors.ts";
 
 // ptrace requests (<sys/ptrace.h>, x86-64).
@@ -79,9 +80,6 @@ export const SIG = {
   SIGTTOU: 22,
   SIGSYS: 31,
 } as const;
-
-/** `NT_X86_XSTATE`: the regset holding the FPU/SSE/AVX state (`PTRACE_GETREGSET`). */
-export const NT_X86_XSTATE = 0x202;
 
 /** The name of a signal number (`SIGSEGV`, `SIGRTMIN+2`), or `signal N`; never throws. */
 export function signalName(sig: number): string {
@@ -200,64 +198,6 @@ export function ptraceDetach(tid: number, sig = 0): void {
   ptraceInt(PTRACE.DETACH, tid, 0n, BigInt(sig));
 }
 
-/** The 27 fields of the kernel's `struct user_regs_struct` (x86-64), in layout order. */
-export const REG_NAMES = [
-  "r15",
-  "r14",
-  "r13",
-  "r12",
-  "rbp",
-  "rbx",
-  "r11",
-  "r10",
-  "r9",
-  "r8",
-  "rax",
-  "rcx",
-  "rdx",
-  "rsi",
-  "rdi",
-  "orig_rax",
-  "rip",
-  "cs",
-  "eflags",
-  "rsp",
-  "ss",
-  "fs_base",
-  "gs_base",
-  "ds",
-  "es",
-  "fs",
-  "gs",
-] as const;
-
-/** `struct user_regs_struct`: each field as an unsigned 64-bit bigint (`orig_rax` -1 is `2^64-1`). */
-export type Regs = Record<(typeof REG_NAMES)[number], bigint>;
-
-/** Size of `struct user_regs_struct`. */
-export const REGS_SIZE = REG_NAMES.length * 8;
-
-/** Byte offset of each register in `struct user_regs_struct`, for reading one from a raw buffer. */
-export const REG_OFFSET = Object.freeze(
-  Object.fromEntries(REG_NAMES.map((name, i) => [name, i * 8])) as Record<(typeof REG_NAMES)[number], number>,
-);
-
-/** Decode a `user_regs_struct` buffer. */
-export function decodeRegs(buf: Buffer): Regs {
-  const r = {} as Regs;
-  for (let i = 0; i < REG_NAMES.length; i++) r[REG_NAMES[i]!] = buf.readBigUInt64LE(i * 8);
-  return r;
-}
-
-/** Encode registers into a `user_regs_struct` buffer; values are taken modulo 2^64 (so -1n works). */
-export function encodeRegs(r: Regs): Buffer {
-  const buf = Buffer.alloc(REGS_SIZE);
-  REG_NAMES.forEach((name, i) => {
-    buf.writeBigUInt64LE(BigInt.asUintN(64, r[name]), i * 8);
-  });
-  return buf;
-}
-
 /** `PTRACE_GETREGS`. */
 export function ptraceGetRegs(tid: number): Regs {
   const buf = Buffer.alloc(REGS_SIZE);
@@ -290,7 +230,7 @@ export function ptraceGetFpState(tid: number): Buffer {
   const iov = Buffer.alloc(16);
   iov.writeBigUInt64LE(koffi.address(data), 0);
   iov.writeBigUInt64LE(BigInt(data.length), 8);
-  ptraceBuf(PTRACE.GETREGSET, tid, BigInt(NT_X86_XSTATE), iov);
+  ptraceBuf(PTRACE.GETREGSET, tid, BigInt(FP_REGSET), iov);
   // The kernel shrinks iov_len to the size of the state it wrote.
   return Buffer.from(data.subarray(0, Number(iov.readBigUInt64LE(8))));
 }
@@ -301,7 +241,7 @@ export function ptraceSetFpState(tid: number, state: Buffer): void {
   const iov = Buffer.alloc(16);
   iov.writeBigUInt64LE(koffi.address(data), 0);
   iov.writeBigUInt64LE(BigInt(data.length), 8);
-  ptraceBuf(PTRACE.SETREGSET, tid, BigInt(NT_X86_XSTATE), iov);
+  ptraceBuf(PTRACE.SETREGSET, tid, BigInt(FP_REGSET), iov);
 }
 
 /** `PTRACE_GETSIGMASK`: the thread's blocked-signal mask (bit n-1 for signal n). */

@@ -6,54 +6,76 @@
  *
  * How it stays invisible (SPEC §6 "the target must never notice … even if
  * xsplice itself is killed half-way"):
- * - Both run through xsplice's inject page (`inject-page.ts`, code in
- *   `inject-stub.ts`), created once per process. Before the thread gets any
- *   injected register, its *resume context* (general registers, flags, the
- *   kernel's system-call restart applied, signal mask, and for calls the
- *   XSAVE image) is written into a slot of that page. The stub runs the call,
- *   stores the result, marks the slot done and waits in `select` (bounded by
+ * - Both run through xsplice's inject page (`inject-page.ts`, code in the
+ *   host's `inject-stub.ts`), created once per process. Before the thread gets
+ *   any injected register, its *resume context* (general registers, flags, the
+ *   kernel's system-call restart applied, signal mask, and for calls the XSAVE
+ *   image) is written into a slot of that page. The stub runs the call, stores
+ *   the result, marks the slot done and waits in `select` (bounded by
  *   `STUB_WAIT_MS`). A living xsplice sees the done mark, interrupts the wait
  *   and restores the thread through ptrace exactly as before (the original
  *   `orig_rax`/`rax`, so an interrupted `read`/`nanosleep` restarts, SPEC
  *   §12); a dead one lets the wait time out, and the stub restores the resume
  *   context itself. Either way the thread carries on where it was.
- * - Creating the page uses the old path once: a `syscall` that already exists
- *   in the vDSO, single-stepped (`stepSyscall`). A killed xsplice inside those
- *   few steps leaves the thread with injected registers: the one documented
- *   window (docs/safety-model.md).
- * - No target byte outside the inject page and the free stack below the red
- *   zone is written.
+ * - Creating the page needs system calls before the page exists: the
+ *   *bootstrap stub* does them the same way, with its code in unused bytes past
+ *   the end of a mapped object's code segment and its data on the thread's own
+ *   stack below the red zone (`bootstrap` below). There is no single-stepping
+ *   and no trap anywhere, so no moment at which a killed xsplice leaves a
+ *   thread that cannot carry on by itself.
+ * - No target byte outside the inject page, the bootstrap bytes (restored once
+ *   the page exists) and the free stack below the red zone is written.
  * - Asynchronous signals are blocked in the thread while injected code runs:
  *   they stay queued and are delivered after the restore, not in the middle.
  *   Synchronous fault signals (SEGV, BUS, ILL, FPE, TRAP, SYS) stay unblocked:
  *   the kernel resets the handler of a blocked fault signal to SIG_DFL, which
  *   would change the target for good.
+ *
+ * Every wait goes through `Tracee.waitStop`/`interruptThread`: this module only
+ * says which stop counts as done.
  */
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import {
+  BOOT_BELOW,
+  BOOT_BLOCK_SIZE,
+  BOOT_FIELD,
+  bootBlockOf,
+  bootCode,
+  callRegs,
+  decodeBootBlock,
+  ENTRY_CALL,
+  ENTRY_SYSCALL,
+  encodeBootBlock,
+  encodeSlot,
+  FIELD,
+  type Regs,
+  resumeContext,
+  syscallRegs,
+} from "../arch/host.ts";
+import { PF, PT } from "../elf/defs.ts";
 import { XspliceError } from "../errors.ts";
-import { encodeSlot, findInjectPage, type InjectSlots, injectSlots, resumeContext } from "./inject-page.ts";
-import { ENTRY_CALL, ENTRY_SYSCALL, FIELD } from "./inject-stub.ts";
+import { hex } from "../hex.ts";
+import {
+  type BootstrapSyscalls,
+  createInjectPage,
+  findInjectPage,
+  type InjectSlots,
+  newInjectSlots,
+  openInjectPage,
+  stillMapped,
+} from "./inject-page.ts";
 import {
   errnoLabel,
-  PTRACE_EVENT,
-  ptraceCont,
-  ptraceGetEventMsg,
   ptraceGetFpState,
   ptraceGetSigmask,
-  ptraceInterrupt,
   ptraceSetFpState,
   ptraceSetSigmask,
-  ptraceSingleStep,
-  type Regs,
   SIG,
   signalName,
   toErrnoName,
-  WAIT,
-  type WaitStatus,
-  waitTid,
 } from "./libc.ts";
 import { readMaps } from "./maps.ts";
-import { readMemory } from "./memory.ts";
-import { backoff, type Tracee } from "./threads.ts";
+import type { ThreadStop, Tracee } from "./threads.ts";
 
 /** Options of remote execution. */
 export interface RemoteOptions {
@@ -63,53 +85,17 @@ export interface RemoteOptions {
 
 const DEFAULT_TIMEOUT_MS = 1000;
 /**
- * How long the stub waits for its tracer after the injected code returned,
+ * How long a stub waits for its tracer after the injected code returned,
  * before it restores the thread by itself. A living xsplice collects the
  * result within microseconds; this bounds the pause a killed one causes.
  */
 export const STUB_WAIT_MS = 1000;
-/** x86-64 SysV red zone below rsp that leaf functions may use without moving rsp. */
-const RED_ZONE = 128n;
-const SYSCALL_INSN = Uint8Array.of(0x0f, 0x05);
+/** How long the thread may take to be stopped again once its injected code is done. */
+const INTERRUPT_MS = 5000;
 const FAULT_SIGNALS = [SIG.SIGSEGV, SIG.SIGBUS, SIG.SIGILL, SIG.SIGFPE, SIG.SIGTRAP, SIG.SIGSYS];
 /** Every signal blocked except the synchronous fault signals (and SIGKILL/SIGSTOP, which cannot be). */
 const INJECT_MASK = FAULT_SIGNALS.reduce((m, s) => m & ~(1n << BigInt(s - 1)), (1n << 64n) - 1n);
-
-const syscallSites = new WeakMap<Tracee, bigint>();
-
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`;
-}
-
-/**
- * The address of a `syscall` instruction (`0f 05`) in the target: in the vDSO
- * first (always mapped, never written by us), else in any executable mapping.
- * Any `0f 05` byte pair executes as `syscall` when jumped to, whatever
- * instruction it belongs to.
- */
-export function findSyscallSite(tracee: Tracee): bigint {
-  const cached = syscallSites.get(tracee);
-  if (cached !== undefined) return cached;
-  const maps = readMaps(tracee.pid).filter((m) => m.perms.exec && m.path !== "[vsyscall]");
-  maps.sort((a, b) => Number(b.path === "[vdso]") - Number(a.path === "[vdso]"));
-  for (const m of maps) {
-    let bytes: Uint8Array;
-    try {
-      bytes = readMemory(tracee.pid, m.start, Number(m.end - m.start));
-    } catch {
-      continue;
-    }
-    const at = Buffer.from(bytes).indexOf(SYSCALL_INSN);
-    if (at >= 0) {
-      const site = m.start + BigInt(at);
-      syscallSites.set(tracee, site);
-      return site;
-    }
-  }
-  throw new XspliceError("ENOENT", `no syscall instruction found in process ${tracee.pid}`, {
-    pid: tracee.pid,
-  });
-}
+const HELD_KEY = "remote-call";
 
 /** Saved thread state, restored after injected code whatever happened. */
 interface Saved {
@@ -132,110 +118,6 @@ function restore(tracee: Tracee, tid: number, saved: Saved): void {
   if (saved.fp) ptraceSetFpState(tid, saved.fp);
   ptraceSetSigmask(tid, saved.mask);
   tracee.setRegs(tid, saved.regs);
-  tracee.noteTrap(tid);
-}
-
-/**
- * Wait for `tid` to stop after we restarted it, with a deadline. Clone events
- * (the called code created a thread) are recorded and the thread continued;
- * group-stops (someone SIGSTOPped the process) are ridden over; a thread that
- * exits is forgotten and reported as `ESRCH`. Returns the stop, or undefined at
- * the deadline.
- */
-function waitInjected(
-  tracee: Tracee,
-  tid: number,
-  deadline: number,
-  step?: { site: bigint },
-): (WaitStatus & { kind: "stopped" }) | undefined {
-  for (let round = 0; ; round++) {
-    const st = waitTid(tid, WAIT.WNOHANG);
-    if (st.kind === "exited" || st.kind === "signaled") {
-      tracee.forget(tid);
-      throw new XspliceError("ESRCH", `thread ${tid} ended during injected code (${st.kind})`, { tid });
-    }
-    if (st.kind === "stopped") {
-      if (st.stop === "event" && st.event === PTRACE_EVENT.CLONE) {
-        tracee.adopt(Number(ptraceGetEventMsg(tid)));
-        ptraceCont(tid, 0);
-      } else if (st.stop === "event" || st.stop === "group" || st.stop === "interrupt") {
-        // While single-stepping a system call, a stop that comes first (a PTRACE_INTERRUPT the
-        // quiesce left pending) must not become a PTRACE_CONT: the thread would run free past the
-        // `syscall` into whatever follows it and crash. Step again, or stop if the step is done.
-        if (step) {
-          if (tracee.regs(tid).rip !== step.site) return st;
-          ptraceSingleStep(tid, 0);
-        } else ptraceCont(tid, 0);
-      } else return st;
-      round = 0;
-      continue;
-    }
-    if (performance.now() > deadline) return undefined;
-    backoff(round);
-  }
-}
-
-/** Stop a thread whose injected code overran, so its registers can be restored. */
-function interruptInjected(tid: number): void {
-  ptraceInterrupt(tid);
-  for (let round = 0; ; round++) {
-    const st = waitTid(tid, WAIT.WNOHANG);
-    if (st.kind === "exited" || st.kind === "signaled")
-      throw new XspliceError("ESRCH", `thread ${tid} ended during injected code`, { tid });
-    if (st.kind === "stopped") {
-      if (st.stop === "interrupt" || st.stop === "group") return;
-      // A fault or other stop first: leave the signal undelivered and wait for the interrupt.
-      ptraceCont(tid, 0);
-      ptraceInterrupt(tid);
-      round = 0;
-      continue;
-    }
-    if (round > 100_000) throw new XspliceError("EBUSY", `thread ${tid} does not stop`, { tid });
-    backoff(round);
-  }
-}
-
-/**
- * The bootstrap path: execute one system call by pointing the thread at a
- * `syscall` of the vDSO and single-stepping it. Used only to create the inject
- * page: a tracer killed during the step leaves the thread with injected
- * registers and the trap flag (the kernel does not clear a single-step when
- * the tracer dies; the thread then dies of SIGTRAP), so nothing else may use it.
- */
-function stepSyscall(tracee: Tracee, tid: number, nr: number, args: bigint[], opts: RemoteOptions): bigint {
-  const site = findSyscallSite(tracee);
-  const saved = save(tracee, tid, false);
-  const r: Regs = { ...saved.regs };
-  const a = (i: number) => BigInt.asUintN(64, args[i] ?? 0n);
-  Object.assign(r, { rax: BigInt(nr), rdi: a(0), rsi: a(1), rdx: a(2), r10: a(3), r8: a(4), r9: a(5) });
-  r.rip = site;
-  r.orig_rax = BigInt.asUintN(64, -1n);
-  let result: bigint | undefined;
-  try {
-    tracee.setRegs(tid, r);
-    ptraceSetSigmask(tid, saved.mask | INJECT_MASK);
-    ptraceSingleStep(tid, 0);
-    const deadline = performance.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    const st = waitInjected(tracee, tid, deadline, { site });
-    if (!st) {
-      interruptInjected(tid);
-      throw new XspliceError("ETIMEDOUT", `system call ${nr} in thread ${tid} did not return in time`, {
-        tid,
-      });
-    }
-    const after = tracee.regs(tid);
-    const stepped = st.sig === SIG.SIGTRAP || st.stop !== "signal-delivery";
-    if (!stepped || after.rip !== site + 2n)
-      throw new XspliceError(
-        "EFAULT",
-        `system call ${nr} in thread ${tid}: ${signalName(st.sig)} at ${hex(after.rip)}`,
-        { tid, address: after.rip },
-      );
-    result = BigInt.asIntN(64, after.rax);
-  } finally {
-    restore(tracee, tid, saved);
-  }
-  return result;
 }
 
 /**
@@ -254,78 +136,286 @@ export function syscallResult(tracee: Tracee, tid: number, r: bigint, what: stri
   return r;
 }
 
-/** The inject slots of the process (creating the page through bootstrap system calls if needed). */
-function slotsFor(tracee: Tracee, tid: number, opts: RemoteOptions): InjectSlots {
-  const slots = injectSlots(
-    tracee,
-    tid,
-    () => ptraceGetFpState(tid).length,
-    (nr, args, what) => syscallResult(tracee, tid, stepSyscall(tracee, tid, nr, args, opts), what),
-  );
-  // A thread left in the stub by a killed xsplice is put back first; its slot becomes free.
-  slots.finishLeftover(tid);
-  return slots;
-}
-
-/**
- * Put back every stopped thread that a killed xsplice left inside the inject
- * stub (waiting out its bound before restoring itself). Until then its real
- * pc and stack are only in its slot, so a safe stop's stack check could not
- * see them: a new run calls this right after seizing. Returns how many threads
- * it put back; a process without an inject page costs one maps read.
- */
-export function finishLeftoverInjections(tracee: Tracee): number {
-  const page = findInjectPage(tracee.pid);
-  if (!page) return 0;
-  let n = 0;
-  for (const tid of tracee.threads) {
-    const rip = tracee.regs(tid).rip;
-    if (rip < page.code || rip >= page.data) continue;
-    slotsFor(tracee, tid, {}); // finds the page and finishes this thread's leftover
-    n++;
-  }
-  return n;
-}
-
 /** What ended an injection. */
 type Outcome =
   | { kind: "done"; result: bigint }
   | { kind: "signal"; sig: number; pc: bigint }
   | { kind: "timeout" };
 
+/** A fault signal stops the injected code; every other stop (a pending interrupt, a group-stop) is ridden over. */
+function faultStop(st: ThreadStop): boolean {
+  return st.stop === "signal-delivery";
+}
+
 /**
- * Wait for the injected code in `tid` to finish: its slot's done mark (then
- * the stub's wait is interrupted), a fault stop, or the deadline. Clone events
- * are recorded, other stops (a pending interrupt, a group-stop) ridden over;
- * a thread that ends is `ESRCH`.
+ * Continue `tid` into injected code and wait until it is done (`doneAt` holds
+ * a non-zero done word, then the result), faults, or overruns; returns with the
+ * thread stopped again.
  */
-function awaitSlot(tracee: Tracee, tid: number, slots: InjectSlots, slot: number, deadline: number): Outcome {
-  const doneAt = slots.dataOf(slot) + BigInt(FIELD.done);
-  for (let round = 0; ; round++) {
-    const st = waitTid(tid, WAIT.WNOHANG);
-    if (st.kind === "exited" || st.kind === "signaled") {
-      tracee.forget(tid);
-      throw new XspliceError("ESRCH", `thread ${tid} ended during injected code (${st.kind})`, { tid });
-    }
-    if (st.kind === "stopped") {
-      if (st.stop === "signal-delivery") return { kind: "signal", sig: st.sig, pc: tracee.regs(tid).rip };
-      if (st.stop === "event" && st.event === PTRACE_EVENT.CLONE)
-        tracee.adopt(Number(ptraceGetEventMsg(tid)));
-      ptraceCont(tid, 0);
-      round = 0;
+function runInjected(tracee: Tracee, tid: number, doneAt: bigint, timeoutMs: number): Outcome {
+  let result: bigint | undefined;
+  const idle = () => {
+    const b = Buffer.from(tracee.memory.read(doneAt, 16));
+    if (b.readBigUInt64LE(0) === 0n) return false;
+    result = b.readBigUInt64LE(8);
+    return true;
+  };
+  tracee.continueThread(tid);
+  const st = tracee.waitStop(tid, { deadline: performance.now() + timeoutMs, take: faultStop, idle });
+  if (st !== "idle" && st !== "deadline") return { kind: "signal", sig: st.sig, pc: tracee.regs(tid).rip };
+  tracee.interruptThread(tid, performance.now() + INTERRUPT_MS);
+  if (st === "idle") return { kind: "done", result: result ?? 0n };
+  return { kind: "timeout" };
+}
+
+// ---- The bootstrap -----------------------------------------------------------------------
+
+/** Unused executable bytes where the bootstrap code goes, and what they held. */
+interface BootSite {
+  code: bigint;
+  original: Uint8Array;
+}
+
+const BOOT_LEN = bootCode(0n).length;
+
+/** A place for the bootstrap code: unused executable bytes, and the file range they come from. */
+interface SiteCandidate {
+  code: bigint;
+  fileOffset: bigint;
+  mapFile: string;
+}
+
+const EHDR_SIZE = 64;
+const PHDR_SIZE = 56;
+
+/**
+ * Every bootstrap site of a process, in address order: for each mapped ELF
+ * object (its headers read from its first mapping in memory — no file is
+ * opened), the bytes from the end of an executable PT_LOAD (16-aligned) to the
+ * end of its last page, when `BOOT_LEN` fit, lie in an executable file mapping
+ * and no other segment of the object covers them. Those bytes are mapped but
+ * belong to no section: never executed, never referenced. Creation uses the
+ * first; a later run looks at all of them for a killed run's leftover.
+ */
+function bootSites(tracee: Tracee): SiteCandidate[] {
+  const maps = readMaps(tracee.pid);
+  const out: SiteCandidate[] = [];
+  for (const head of maps) {
+    if (head.offset !== 0n || head.inode === 0n || !head.perms.read) continue;
+    let ehdr: Buffer;
+    try {
+      ehdr = Buffer.from(tracee.memory.read(head.start, EHDR_SIZE));
+    } catch {
       continue;
     }
-    const b = slots.read(doneAt, 16);
-    if (b.readBigUInt64LE(0) !== 0n) {
-      interruptInjected(tid);
-      return { kind: "done", result: b.readBigUInt64LE(8) };
+    if (ehdr.readUInt32BE(0) !== 0x7f454c46 || ehdr[4] !== 2) continue; // ELF64 only
+    const phoff = ehdr.readBigUInt64LE(32);
+    const phnum = ehdr.readUInt16LE(56);
+    if (ehdr.readUInt16LE(54) !== PHDR_SIZE || phnum === 0 || phnum > 64) continue;
+    if (phoff + BigInt(phnum * PHDR_SIZE) > head.end - head.start) continue;
+    const raw = Buffer.from(tracee.memory.read(head.start + phoff, phnum * PHDR_SIZE));
+    const loads = [...Array(phnum).keys()]
+      .map((i) => raw.subarray(i * PHDR_SIZE, (i + 1) * PHDR_SIZE))
+      .filter((ph) => ph.readUInt32LE(0) === PT.LOAD)
+      .map((ph) => ({
+        flags: ph.readUInt32LE(4),
+        offset: ph.readBigUInt64LE(8),
+        vaddr: ph.readBigUInt64LE(16),
+        memsz: ph.readBigUInt64LE(40),
+      }));
+    const first = loads.find((l) => l.offset === 0n);
+    if (!first) continue;
+    const bias = head.start - (first.vaddr & ~4095n);
+    const file = maps.filter((m) => m.inode === head.inode && m.dev === head.dev);
+    for (const l of loads) {
+      if ((l.flags & PF.X) === 0) continue;
+      const end = bias + l.vaddr + l.memsz;
+      const code = (end + 15n) & ~15n;
+      if (code + BigInt(BOOT_LEN) > ((end + 4095n) & ~4095n)) continue;
+      const m = file.find((x) => x.start <= code && code + BigInt(BOOT_LEN) <= x.end && x.perms.exec);
+      if (!m) continue;
+      const covered = loads.some(
+        (o) => o !== l && bias + o.vaddr < code + BigInt(BOOT_LEN) && code < bias + o.vaddr + o.memsz,
+      );
+      if (covered) continue;
+      out.push({
+        code,
+        fileOffset: m.offset + (code - m.start),
+        mapFile: `${m.start.toString(16)}-${m.end.toString(16)}`,
+      });
     }
-    if (performance.now() > deadline) {
-      interruptInjected(tid);
-      return { kind: "timeout" };
-    }
-    backoff(round);
   }
+  return out;
+}
+
+function firstBootSite(tracee: Tracee): SiteCandidate {
+  const site = bootSites(tracee)[0];
+  if (site) return site;
+  throw new XspliceError(
+    "ENOSPC",
+    `process ${tracee.pid}: no mapped object has ${BOOT_LEN} unused bytes after its code to bootstrap the inject page`,
+    { pid: tracee.pid },
+  );
+}
+
+/** What the file holds at the bootstrap site (what the site's bytes are restored to). */
+function fileBytesAt(pid: number, site: SiteCandidate): Uint8Array {
+  const out = new Uint8Array(BOOT_LEN);
+  // The mapped file itself, through the kernel's view of the mapping (never a path the target names).
+  const fd = openSync(`/proc/${pid}/map_files/${site.mapFile}`, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    if (!fstatSync(fd).isFile())
+      throw new XspliceError("EINVAL", `process ${pid}: the mapping ${site.mapFile} is not a regular file`, {
+        pid,
+      });
+    readSync(fd, out, 0, BOOT_LEN, Number(site.fileOffset));
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
+/**
+ * Bootstrap system calls in stopped thread `tid`, for creating the inject page.
+ * The code goes to the process's boot site once (its resume pc is this
+ * thread's), the block below the thread's red zone; `finish()` gives the site
+ * its bytes back. Each call is kill-safe on its own (see the stub).
+ */
+function bootstrap(tracee: Tracee, tid: number, opts: RemoteOptions): BootstrapSyscalls & { finish(): void } {
+  const saved = save(tracee, tid, false);
+  const resume = resumeContext(saved.regs);
+  const block = (saved.regs.rsp - BOOT_BELOW) & ~15n;
+  let site: BootSite | undefined;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const open = (): BootSite => {
+    if (site) return site;
+    const where = firstBootSite(tracee);
+    const original = tracee.memory.read(where.code, BOOT_LEN);
+    tracee.memory.write(where.code, bootCode(resume.rip));
+    site = { code: where.code, original };
+    return site;
+  };
+  return {
+    scratch(bytes: Uint8Array): bigint {
+      const at = block + BigInt(BOOT_BLOCK_SIZE);
+      if (BigInt(BOOT_BLOCK_SIZE + bytes.length) > BOOT_BELOW - 128n)
+        throw new XspliceError("EINVAL", `bootstrap call data of ${bytes.length} bytes is too long`, { tid });
+      tracee.memory.write(at, bytes);
+      return at;
+    },
+    run(nr: number, args: bigint[], what: string): bigint {
+      const { code } = open();
+      tracee.memory.write(block, encodeBootBlock({ mask: saved.mask, waitMs: STUB_WAIT_MS, resume }));
+      let outcome: Outcome | undefined;
+      try {
+        tracee.setRegs(tid, syscallRegs(saved.regs, nr, args, code, block));
+        ptraceSetSigmask(tid, saved.mask | INJECT_MASK);
+        outcome = runInjected(tracee, tid, block + BigInt(BOOT_FIELD.done), timeoutMs);
+      } finally {
+        const pc = tracee.regs(tid).rip;
+        // Done and already outside the stub: it restored the thread by itself.
+        if (!(outcome?.kind === "done" && (pc < code || pc >= code + BigInt(BOOT_LEN))))
+          restore(tracee, tid, saved);
+      }
+      if (outcome.kind === "done") return syscallResult(tracee, tid, BigInt.asIntN(64, outcome.result), what);
+      if (outcome.kind === "timeout")
+        throw new XspliceError("ETIMEDOUT", `${what} in thread ${tid} did not return in time`, { tid });
+      throw new XspliceError(
+        "EFAULT",
+        `${what} in thread ${tid}: ${signalName(outcome.sig)} at ${hex(outcome.pc)}`,
+        {
+          tid,
+          address: outcome.pc,
+        },
+      );
+    },
+    finish(): void {
+      if (site) tracee.memory.write(site.code, site.original);
+    },
+  };
+}
+
+/**
+ * Put back threads a killed run left in the bootstrap code, from their blocks,
+ * and give the boot site the file's bytes again. Returns how many threads.
+ */
+function finishLeftoverBootstrap(tracee: Tracee): number {
+  const stub = Buffer.from(bootCode(0n)).subarray(0, BOOT_LEN - 8);
+  let n = 0;
+  for (const where of bootSites(tracee)) {
+    const have = Buffer.from(tracee.memory.read(where.code, BOOT_LEN));
+    if (have.subarray(0, BOOT_LEN - 8).equals(stub))
+      n += finishBootSite(tracee, where, have.readBigUInt64LE(BOOT_LEN - 8));
+  }
+  return n;
+}
+
+/** Put back the threads inside the bootstrap code at `where` (resume pc `target`), then the site's bytes. */
+function finishBootSite(tracee: Tracee, where: SiteCandidate, target: bigint): number {
+  let n = 0;
+  for (const tid of tracee.threads) {
+    const cur = tracee.regs(tid);
+    if (cur.rip < where.code || cur.rip >= where.code + BigInt(BOOT_LEN)) continue;
+    const at = bootBlockOf(where.code, cur.rip, cur.rsp);
+    if (at === undefined) {
+      tracee.setRegs(tid, { ...cur, rip: target, orig_rax: BigInt.asUintN(64, -1n) });
+    } else {
+      const b = decodeBootBlock(Buffer.from(tracee.memory.read(at, BOOT_BLOCK_SIZE)));
+      ptraceSetSigmask(tid, b.mask);
+      tracee.setRegs(tid, { ...cur, ...b.regs, rip: target, orig_rax: BigInt.asUintN(64, -1n) } as Regs);
+    }
+    n++;
+  }
+  tracee.memory.write(where.code, fileBytesAt(tracee.pid, where));
+  return n;
+}
+
+// ---- The inject page ---------------------------------------------------------------------
+
+/** The inject slots of the process (creating the page through the bootstrap if needed). */
+function slotsFor(tracee: Tracee, tid: number, opts: RemoteOptions): InjectSlots {
+  const held = tracee.heldState<{ slots?: InjectSlots }>(HELD_KEY, () => ({}));
+  if (!held.slots || !stillMapped(tracee, held.slots.page)) {
+    const found = findInjectPage(tracee.pid);
+    if (found.kind === "page") held.slots = openInjectPage(tracee, found.page);
+    else {
+      const boot = bootstrap(tracee, tid, opts);
+      try {
+        const page = createInjectPage(
+          tracee,
+          ptraceGetFpState(tid).length,
+          boot,
+          found.kind === "half-made" ? found : undefined,
+        );
+        held.slots = newInjectSlots(tracee, page);
+      } finally {
+        boot.finish();
+      }
+    }
+  }
+  // A thread left in the stub by a killed xsplice is put back first; its slot becomes free.
+  held.slots.finishLeftover(tid);
+  return held.slots;
+}
+
+/**
+ * Put back every stopped thread that a killed xsplice left inside the inject
+ * stub or the bootstrap stub (waiting out its bound before restoring itself).
+ * Until then its real pc and stack are only in its slot or block, so a safe
+ * stop's stack check could not see them: a new run calls this right after
+ * seizing. Returns how many threads it put back.
+ */
+export function finishLeftoverInjections(tracee: Tracee): number {
+  let n = finishLeftoverBootstrap(tracee);
+  const found = findInjectPage(tracee.pid);
+  if (found.kind !== "page") return n;
+  for (const tid of tracee.threads) {
+    const rip = tracee.regs(tid).rip;
+    if (rip < found.page.code || rip >= found.page.data) continue;
+    slotsFor(tracee, tid, {}); // finds the page and finishes this thread's leftover
+    n++;
+  }
+  return n;
 }
 
 /**
@@ -339,7 +429,7 @@ function inject(
   tracee: Tracee,
   tid: number,
   entry: "syscall" | "call",
-  setup: Partial<Regs>,
+  setup: (saved: Regs, pc: bigint) => Regs,
   fn: bigint,
   opts: RemoteOptions,
 ): Outcome {
@@ -357,7 +447,7 @@ function inject(
           `thread ${tid}: FPU state of ${saved.fp.length} bytes does not fit the inject page's ${slots.page.imageSize}`,
           { tid },
         );
-      slots.write(image, saved.fp);
+      tracee.memory.write(image, saved.fp);
     }
     const fill = encodeSlot({
       owner: tid,
@@ -368,14 +458,16 @@ function inject(
       waitMs: STUB_WAIT_MS,
       resume: resumeContext(saved.regs),
     });
-    slots.write(slots.dataOf(slot), fill);
-    const r: Regs = { ...saved.regs, ...setup };
-    r.rip = slots.codeOf(slot) + BigInt(entry === "call" ? ENTRY_CALL : ENTRY_SYSCALL);
-    r.orig_rax = BigInt.asUintN(64, -1n);
-    tracee.setRegs(tid, r);
+    tracee.memory.write(slots.dataOf(slot), fill);
+    const pc = slots.codeOf(slot) + BigInt(entry === "call" ? ENTRY_CALL : ENTRY_SYSCALL);
+    tracee.setRegs(tid, setup(saved.regs, pc));
     ptraceSetSigmask(tid, saved.mask | INJECT_MASK);
-    ptraceCont(tid, 0);
-    outcome = awaitSlot(tracee, tid, slots, slot, performance.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS));
+    outcome = runInjected(
+      tracee,
+      tid,
+      slots.dataOf(slot) + BigInt(FIELD.done),
+      opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    );
     return outcome;
   } catch (err) {
     gone = err instanceof XspliceError && err.errno === "ESRCH";
@@ -405,9 +497,7 @@ export function remoteSyscall(
   opts: RemoteOptions = {},
 ): bigint {
   if (args.length > 6) throw new XspliceError("EINVAL", `system call ${nr}: more than 6 arguments`, { tid });
-  const a = (i: number) => BigInt.asUintN(64, args[i] ?? 0n);
-  const setup = { rax: BigInt(nr), rdi: a(0), rsi: a(1), rdx: a(2), r10: a(3), r8: a(4), r9: a(5) };
-  const out = inject(tracee, tid, "syscall", setup, 0n, opts);
+  const out = inject(tracee, tid, "syscall", (r, pc) => syscallRegs(r, nr, args, pc, r.rsp), 0n, opts);
   if (out.kind === "done") return BigInt.asIntN(64, out.result);
   if (out.kind === "timeout")
     throw new XspliceError("ETIMEDOUT", `system call ${nr} in thread ${tid} did not return in time`, { tid });
@@ -441,19 +531,7 @@ export function remoteCall(
   opts: RemoteOptions = {},
 ): bigint {
   if (args.length > 6) throw new XspliceError("EINVAL", `call of ${hex(fn)}: more than 6 arguments`, { tid });
-  const a = (i: number) => BigInt.asUintN(64, args[i] ?? 0n);
-  const rsp = tracee.regs(tid).rsp;
-  const setup = {
-    rdi: a(0),
-    rsi: a(1),
-    rdx: a(2),
-    rcx: a(3),
-    r8: a(4),
-    r9: a(5),
-    rax: 0n, // al = number of vector registers used, for variadic callees
-    rsp: (rsp - RED_ZONE - 256n) & ~15n,
-  };
-  const out = inject(tracee, tid, "call", setup, fn, opts);
+  const out = inject(tracee, tid, "call", (r, pc) => callRegs(r, args, pc), fn, opts);
   if (out.kind === "done") return out.result;
   if (out.kind === "timeout")
     throw new XspliceError("ETIMEDOUT", `call of ${hex(fn)} in thread ${tid} did not return in time`, {

@@ -1,43 +1,20 @@
 /**
- * System calls run inside the target through `remoteSyscall` (x86-64 numbers),
+ * System calls run inside the target through `remoteSyscall` (the host's numbers),
  * for mapping payload memory near its target object (SPEC §2) and changing
  * its protection. A negative result becomes an `XspliceError` with the errno's
  * name and the call's arguments.
  */
+import { MAP, SYS } from "../arch/host.ts";
 import { XspliceError } from "../errors.ts";
-import { writeMemory } from "./memory.ts";
+import { hex } from "../hex.ts";
 import { type RemoteOptions, remoteSyscall, syscallResult } from "./remote-call.ts";
 import type { Tracee } from "./threads.ts";
-
-/** x86-64 system call numbers used by xsplice. */
-export const SYS = {
-  mmap: 9,
-  mprotect: 10,
-  munmap: 11,
-  getpid: 39,
-  gettid: 186,
-  memfd_create: 319,
-} as const;
 
 /** `PROT_*`. */
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 
-/** `MAP_*` flags (x86-64). */
-export const MAP = {
-  SHARED: 0x01,
-  PRIVATE: 0x02,
-  FIXED: 0x10,
-  ANONYMOUS: 0x20,
-  /** Fail with EEXIST instead of replacing an existing mapping (Linux ≥ 4.17). */
-  FIXED_NOREPLACE: 0x100000,
-} as const;
-
 /** `MFD_CLOEXEC`. */
 export const MFD_CLOEXEC = 1;
-
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`;
-}
 
 /** Run a system call and turn a result in [-4095, -1] into an error naming the call. */
 export function checkedSyscall(
@@ -116,8 +93,10 @@ export function remoteMemfdCreate(tracee: Tracee, tid: number, name: string, fla
   if (bytes.length > 249) throw new XspliceError("EINVAL", `memfd name too long: ${name}`, { tid });
   const rsp = tracee.regs(tid).rsp;
   const at = (rsp - 128n - 512n - BigInt(bytes.length)) & ~15n;
-  writeMemory(tracee.pid, at, bytes, { tid });
+  tracee.memory.write(at, bytes);
   return Number(
     checkedSyscall(tracee, tid, SYS.memfd_create, [at, BigInt(flags)], `memfd_create("${name}")`),
   );
 }
+
+export { MAP, SYS } from "../arch/host.ts";

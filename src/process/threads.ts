@@ -18,6 +18,7 @@
  * values) and are dequeued after `resume()`.
  */
 import { readdirSync, readFileSync } from "node:fs";
+import type { Regs } from "../arch/host.ts";
 import { XspliceError } from "../errors.ts";
 import {
   getpid,
@@ -32,18 +33,35 @@ import {
   ptraceListen,
   ptraceSeize,
   ptraceSetRegs,
-  type Regs,
   type StopKind,
   signalName,
   WAIT,
   type WaitStatus,
   waitTid,
 } from "./libc.ts";
+import { ProcessMemory } from "./memory.ts";
 
 /** Options for stopping a process. */
 export interface StopOptions {
   /** Upper bound on the time to get every thread stopped, in ms (default 1000). Past it: `EBUSY`. */
   timeoutMs?: number;
+}
+
+/** A `waitpid` report of a thread in a ptrace-stop. */
+export type ThreadStop = WaitStatus & { kind: "stopped" };
+
+/** How `Tracee.waitStop` waits for one thread that the caller restarted. */
+export interface WaitStopOptions {
+  /** `performance.now()` time after which the wait gives up (returns `"deadline"`). */
+  deadline: number;
+  /**
+   * Whether a stop ends the wait (the thread then stays stopped) or is passed
+   * over (the thread is continued, the stop's signal not delivered). Clone
+   * events never reach it: the new thread is adopted and the wait goes on.
+   */
+  take: (st: ThreadStop) => boolean;
+  /** Asked while the thread runs; true ends the wait with `"idle"` (the thread still running). */
+  idle?: () => boolean;
 }
 
 /** What one traced thread is doing, from the tracer's point of view. */
@@ -126,14 +144,31 @@ export interface StopLedger {
 export class Tracee {
   /** The process (thread-group) id. */
   readonly pid: number;
+  /**
+   * The process's memory, through a descriptor opened *before* the seize: it
+   * can only ever reach the program the seize held (after an `execve` every
+   * access through it fails, see `memory.ts`). Closed by `detach()`.
+   */
+  readonly memory: ProcessMemory;
   private readonly state = new Map<number, ThreadState>();
   private attached = true;
+  /** Set when a thread reported `PTRACE_EVENT_EXEC` after the seize: the program we held is gone. */
+  private execSeen = false;
+  /** State other modules keep for this hold (the inject page's view), dropped at detach. */
+  private readonly held = new Map<string, unknown>();
   /** When the current stop began (ms, `performance.now()`), or undefined while running. */
   private stopBegan: number | undefined;
   private ledger: StopLedger = { stops: 0, totalMs: 0, longestMs: 0 };
 
   private constructor(pid: number) {
     this.pid = pid;
+    this.memory = new ProcessMemory(pid, { tid: () => this.anyStoppedThread() });
+  }
+
+  private anyStoppedThread(): number | undefined {
+    if (this.execSeen || !this.attached) return undefined;
+    for (const th of this.state.values()) if (!th.running) return th.tid;
+    return undefined;
   }
 
   /**
@@ -157,6 +192,7 @@ export class Tracee {
         if (t.state.size === 0)
           throw new XspliceError("ESRCH", `process ${pid} exited while being stopped`, { pid });
       }
+      t.checkSameProgram();
     } catch (err) {
       t.abandon();
       throw err;
@@ -260,10 +296,47 @@ export class Tracee {
       if (!this.state.has(child)) this.state.set(child, { tid: child, running: true, stop: "interrupt" });
     } else if (event === PTRACE_EVENT.EXEC) {
       // execve leaves one thread, now with tid == pid; the others are gone without an exit report.
+      // Whatever this run computed or wrote belonged to the old program: note it, so that every
+      // later step refuses (SPEC §8) instead of writing into the new one.
+      this.execSeen = true;
       for (const other of [...this.state.keys()]) if (other !== this.pid) this.state.delete(other);
       if (!this.state.has(this.pid))
         this.state.set(this.pid, { tid: this.pid, running: true, stop: "interrupt" });
     }
+  }
+
+  /**
+   * State a module keeps for as long as this process is held, made by `make`
+   * on first use (e.g. `remote-call.ts`'s view of the inject page): explicit,
+   * bounded by the hold, gone at `detach()`.
+   */
+  heldState<T>(key: string, make: () => T): T {
+    if (!this.held.has(key)) this.held.set(key, make());
+    return this.held.get(key) as T;
+  }
+
+  /** Forget what `heldState` kept under `key` (it no longer describes the process). */
+  dropHeldState(key: string): void {
+    this.held.delete(key);
+  }
+
+  /** True once the process has executed a new program since the seize. */
+  get execed(): boolean {
+    return this.execSeen;
+  }
+
+  /**
+   * Throw `ESRCH` when the process executed a new program since the seize:
+   * the payloads, registry and code this run worked on are gone with the old
+   * image, and nothing may be written into the new one (SPEC §8).
+   */
+  checkSameProgram(): void {
+    if (this.execSeen)
+      throw new XspliceError(
+        "ESRCH",
+        `process ${this.pid} executed a new program (execve) while xsplice held it: the operation is abandoned and nothing is written into the new program`,
+        { pid: this.pid },
+      );
   }
 
   /**
@@ -341,6 +414,7 @@ export class Tracee {
 
   private stoppedThread(tid: number): ThreadState {
     if (!this.attached) throw new XspliceError("ESRCH", `process ${this.pid} is no longer attached`, { tid });
+    this.checkSameProgram();
     const th = this.state.get(tid);
     if (!th)
       throw new XspliceError("ESRCH", `thread ${tid} is not a traced thread of process ${this.pid}`, { tid });
@@ -382,6 +456,7 @@ export class Tracee {
     this.waitAllStopped(deadline);
     if (this.state.size === 0)
       throw new XspliceError("ESRCH", `process ${this.pid} has exited`, { pid: this.pid });
+    this.checkSameProgram();
   }
 
   /**
@@ -457,23 +532,85 @@ export class Tracee {
   }
 
   /**
-   * Mark a thread's current stop as one xsplice caused (a trap after an
-   * injected call or step), so that `resume()` continues it without passing
-   * that signal on. Used by `remote-call.ts`.
+   * Continue one stopped thread (`PTRACE_CONT`, delivering `sig` when non-zero)
+   * while the others stay stopped: for code xsplice runs in it (remote calls).
+   * `waitStop` or `interruptThread` takes it back.
    */
-  noteTrap(tid: number): void {
+  continueThread(tid: number, sig = 0): void {
     const th = this.stoppedThread(tid);
-    th.stop = "signal-delivery";
+    this.cont(tid, sig);
+    th.running = true;
   }
 
-  /** Forget a thread that exited (e.g. during an injected call). */
-  forget(tid: number): void {
-    this.state.delete(tid);
+  /**
+   * Wait for thread `tid`, which the caller continued, to reach a stop that
+   * `opts.take` accepts; other stops are passed over (continued, their signal
+   * not delivered), clone events adopt the new thread. Returns the stop (the
+   * thread stopped), `"idle"` when `opts.idle` said so, or `"deadline"` (both
+   * with the thread still running). The thread ending is `ESRCH` (it is
+   * forgotten), and so is an exec (`checkSameProgram`).
+   */
+  waitStop(tid: number, opts: WaitStopOptions): ThreadStop | "idle" | "deadline" {
+    const th = this.state.get(tid);
+    if (!th)
+      throw new XspliceError("ESRCH", `thread ${tid} is not a traced thread of process ${this.pid}`, { tid });
+    for (let round = 0; ; round++) {
+      const st = this.waitNoHang(tid);
+      if (st === undefined || st.kind === "exited" || st.kind === "signaled") {
+        this.state.delete(tid);
+        throw new XspliceError(
+          "ESRCH",
+          `thread ${tid} of process ${this.pid} ended while xsplice ran code in it`,
+          {
+            pid: this.pid,
+            tid,
+          },
+        );
+      }
+      if (st.kind === "stopped") {
+        round = 0;
+        if (st.stop === "event") {
+          this.onEvent(tid, st.event);
+          this.checkSameProgram();
+          if (st.event === PTRACE_EVENT.CLONE) {
+            this.cont(tid, 0);
+            continue;
+          }
+        }
+        if (opts.take(st)) {
+          th.running = false;
+          th.stop = st.stop;
+          return st;
+        }
+        this.cont(tid, 0);
+        continue;
+      }
+      if (opts.idle?.()) return "idle";
+      if (nowMs() > opts.deadline) return "deadline";
+      backoff(round);
+    }
   }
 
-  /** Record a thread announced by a `PTRACE_EVENT_CLONE` stop seen outside this class. */
-  adopt(tid: number): void {
-    if (!this.state.has(tid)) this.state.set(tid, { tid, running: true, stop: "interrupt" });
+  /**
+   * Stop one running thread (`PTRACE_INTERRUPT`) and wait for its interrupt-
+   * or group-stop. A stop that comes first (a fault of code xsplice ran in
+   * it) is passed over without its signal and the thread interrupted again:
+   * any trap clears a pending interrupt. Past `deadline`: `EBUSY`.
+   */
+  interruptThread(tid: number, deadline: number): void {
+    for (;;) {
+      this.interrupt(tid);
+      const st = this.waitStop(tid, { deadline, take: () => true });
+      if (st === "idle" || st === "deadline")
+        throw new XspliceError("EBUSY", `thread ${tid} of process ${this.pid} does not stop`, {
+          pid: this.pid,
+          tid,
+        });
+      if (st.stop === "interrupt" || st.stop === "group") return;
+      this.cont(tid, 0);
+      const th = this.state.get(tid);
+      if (th) th.running = true;
+    }
   }
 
   /**
@@ -502,6 +639,8 @@ export class Tracee {
     }
     this.attached = false;
     this.state.clear();
+    this.held.clear();
+    this.memory.close();
     this.endStop();
     if (failure && !(failure instanceof XspliceError && failure.errno === "ESRCH")) throw failure;
   }

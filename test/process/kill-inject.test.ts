@@ -75,8 +75,9 @@ function startInjector(command: string[], args: string[]): Child {
 
 /** Threads of `pid` blocked in the stub's wait (select, pc inside the inject page's code). */
 function threadsInStub(pid: number): number {
-  const page = findInjectPage(pid);
-  if (!page) return 0;
+  const found = findInjectPage(pid);
+  if (found.kind !== "page") return 0;
+  const page = found.page;
   let n = 0;
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     let line: string;

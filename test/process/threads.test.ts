@@ -8,8 +8,9 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { decodeRegs, REG_OFFSET, REGS_SIZE, SIGRTMIN, sigqueue } from "../../src/process/libc.ts";
-import { readMemory, writeMemory } from "../../src/process/memory.ts";
+import { decodeRegs, REG_OFFSET, REGS_SIZE } from "../../src/arch/host.ts";
+import { SIGRTMIN, sigqueue } from "../../src/process/libc.ts";
+import { peekBytes, readMemory, writeMemory } from "../../src/process/memory.ts";
 import { Tracee, threadStateLetter, withStoppedProcess } from "../../src/process/threads.ts";
 import { compileC } from "../helpers/cc.ts";
 import { startTarget, symbolAddress, type Target } from "../helpers/target.ts";
@@ -194,7 +195,7 @@ describe("threads: stop and resume a 4-worker process", () => {
       writeMemory(t.pid, fn, patched);
       assert.deepEqual(readMemory(t.pid, fn, 16), patched);
       // the ptrace fallback sees the same bytes, unaligned
-      assert.deepEqual(readMemory(t.pid, fn + 1n, 5, { tid: tr.threads[0] }), patched.subarray(1, 6));
+      assert.deepEqual(peekBytes(t.pid, tr.threads[0]!, fn + 1n, 5), patched.subarray(1, 6));
       writeMemory(t.pid, fn, code);
       assert.deepEqual(readMemory(t.pid, fn, 16), code);
     });

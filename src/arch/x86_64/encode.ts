@@ -4,6 +4,7 @@
  * SDM (JMP rel32, `FF /4` JMP r/m64, the recommended multi-byte NOPs).
  */
 import { XspliceError } from "../../errors.ts";
+import { hex } from "../../hex.ts";
 
 /** Length of `e9 rel32`. */
 export const TRAMPOLINE_SIZE = 5;
@@ -30,10 +31,6 @@ const NOPS: readonly (readonly number[])[] = [
   [0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
   [0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
 ];
-
-function hex(v: bigint): string {
-  return v < 0n ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`;
-}
 
 /** `e9 rel32` at `at` jumping to `to`; `EOVERFLOW` when the distance does not fit rel32. */
 export function trampoline(at: bigint, to: bigint): Uint8Array {

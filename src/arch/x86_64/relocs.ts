@@ -15,15 +15,12 @@
 
 import { nameOf, R_X86_64 } from "../../elf/defs.ts";
 import { XspliceError } from "../../errors.ts";
+import { hex } from "../../hex.ts";
 import type { RangeCheck, RelocInfo, RelocKind, RelocValues } from "../types.ts";
 
 /** `R_X86_64_<NAME>` for a type number, or `R_X86_64_<number>` when it has no name; never throws. */
 export function relocationName(type: number): string {
   return `R_X86_64_${nameOf(R_X86_64, type)}`;
-}
-
-function hex(v: bigint): string {
-  return v < 0n ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`;
 }
 
 /** `[min, end)` of a field of `bits` bits under `range`; undefined for "none" (anything fits). */

@@ -10,6 +10,7 @@ import type { Arch, RelocInfo, RelocValues } from "../../arch/index.ts";
 import type { ElfFile, Rela, RelaSection, SectionIndex, SymbolIndex } from "../../elf/index.ts";
 import { SHT, STB, STT } from "../../elf/index.ts";
 import { XspliceError } from "../../errors.ts";
+import { hex } from "../../hex.ts";
 import {
   consumedOffsets,
   gotKey,
@@ -58,10 +59,6 @@ export interface LinkedImage {
   gotSlots: GotSlot[];
   /** The GOT area's address (GOTPC32/GOTOFF64 refer to it). */
   gotBase: bigint;
-}
-
-function hex(v: bigint): string {
-  return v < 0n ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`;
 }
 
 /** Hands out stubs or slots by key, in first-use order, within what the layout reserved. */

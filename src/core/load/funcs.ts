@@ -5,18 +5,11 @@
  */
 import type { Arch } from "../../arch/index.ts";
 import { XspliceError } from "../../errors.ts";
+import { hex, hexBytes } from "../../hex.ts";
 import type { PatchFunc, Payload } from "../../payload/index.ts";
 import type { MappedObject } from "../../process/objects.ts";
 import { checkPatchSite, type LinkedImage } from "../link/index.ts";
 import type { FuncRecord } from "../registry/records.ts";
-
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`;
-}
-
-function toHex(b: Uint8Array): string {
-  return Buffer.from(b).toString("hex");
-}
 
 function label(f: PatchFunc): string {
   return f.name || `entry ${f.index} (old_addr ${hex(f.oldAddr)})`;
@@ -95,10 +88,10 @@ export function patchRecords(
         newAddr: "0x0",
         newSize: f.newSize,
         patchAddr: hex(oldAddr),
-        patch: toHex(arch.nops(f.newSize)),
+        patch: hexBytes(arch.nops(f.newSize)),
         undo: "",
         // SPEC §1 expectation (livepatch format), checked by the executor before APPLY.
-        ...(f.expect ? { expect: toHex(f.expect) } : {}),
+        ...(f.expect ? { expect: hexBytes(f.expect) } : {}),
       });
       continue;
     }
@@ -111,9 +104,9 @@ export function patchRecords(
       newAddr: hex(newAddr),
       newSize: f.newSize,
       patchAddr: hex(site.at),
-      patch: toHex(site.bytes),
+      patch: hexBytes(site.bytes),
       undo: "",
-      ...(f.expect ? { expect: toHex(f.expect) } : {}),
+      ...(f.expect ? { expect: hexBytes(f.expect) } : {}),
     });
   }
   return out;

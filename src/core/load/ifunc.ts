@@ -18,6 +18,7 @@
  */
 import { readFileSync } from "node:fs";
 import { XspliceError } from "../../errors.ts";
+import { hex } from "../../hex.ts";
 import type { Mapping } from "../../process/maps.ts";
 import type { MappedObject, ObjectSymbol } from "../../process/objects.ts";
 import { remoteCall } from "../../process/remote-call.ts";
@@ -39,10 +40,6 @@ const cache = new Map<string, bigint>();
 /** Forget cached resolver results (tests that need the resolver called again). */
 export function clearIfuncCache(): void {
   cache.clear();
-}
-
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`;
 }
 
 /** AT_HWCAP and AT_HWCAP2 of process `pid` (0 when absent or unreadable). */

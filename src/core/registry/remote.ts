@@ -9,6 +9,7 @@
  * pages (SPEC §12). Untouched pages of the (sparse) slots cost nothing.
  */
 import { XspliceError } from "../../errors.ts";
+import { hex } from "../../hex.ts";
 import { type Mapping, readMaps } from "../../process/maps.ts";
 import { readMemory, writeMemory } from "../../process/memory.ts";
 import {
@@ -18,6 +19,7 @@ import {
   remoteMemfdCreate,
   remoteMmap,
   remoteMunmap,
+  SYS,
 } from "../../process/syscalls.ts";
 import type { Tracee } from "../../process/threads.ts";
 import {
@@ -36,15 +38,8 @@ export const ANON_REGISTRY_PATH = `[anon:${REGISTRY_NAME}]`;
 /** `/proc/PID/maps` path of a registry backed by a memfd (the fallback; shown ` (deleted)`). */
 export const MEMFD_REGISTRY_PATH = `/memfd:${REGISTRY_NAME}`;
 
-const SYS_PRCTL = 157;
-const SYS_FTRUNCATE = 77;
-const SYS_CLOSE = 3;
 const PR_SET_VMA = 0x53564d41n;
 const PR_SET_VMA_ANON_NAME = 0n;
-
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`;
-}
 
 /** True for a mapping that is an xsplice registry by its name. */
 export function isRegistryMapping(m: Mapping): boolean {
@@ -118,7 +113,7 @@ export interface CreatedRegistry {
  */
 export function createRegistry(tracee: Tracee, tid: number, state: RegistryState): CreatedRegistry {
   const size = BigInt(registrySize());
-  const mem = processMemory(tracee.pid);
+  const mem: RegistryMemory = tracee.memory;
   const anon = remoteMmap(tracee, tid, { length: size, prot: PROT.READ, flags: MAP.PRIVATE | MAP.ANONYMOUS });
   let kind: CreatedRegistry["kind"] = "anon";
   let base = anon;
@@ -127,13 +122,13 @@ export function createRegistry(tracee: Tracee, tid: number, state: RegistryState
     // header page (unused by the layout), then zero it again.
     const name = new TextEncoder().encode(`${REGISTRY_NAME}\0`);
     const at = anon + 4096n - 64n;
-    writeMemory(tracee.pid, at, name, { tid });
+    tracee.memory.write(at, name);
     let named = true;
     try {
       checkedSyscall(
         tracee,
         tid,
-        SYS_PRCTL,
+        SYS.prctl,
         [PR_SET_VMA, PR_SET_VMA_ANON_NAME, anon, size, at],
         "prctl(PR_SET_VMA_ANON_NAME)",
       );
@@ -141,7 +136,7 @@ export function createRegistry(tracee: Tracee, tid: number, state: RegistryState
       if (!(err instanceof XspliceError) || (err.errno !== "EINVAL" && err.errno !== "EPERM")) throw err;
       named = false;
     }
-    writeMemory(tracee.pid, at, new Uint8Array(name.length), { tid });
+    tracee.memory.write(at, new Uint8Array(name.length));
     if (!named) {
       remoteMunmap(tracee, tid, anon, size);
       base = 0n;
@@ -165,9 +160,9 @@ export function createRegistry(tracee: Tracee, tid: number, state: RegistryState
 function mapMemfd(tracee: Tracee, tid: number, size: bigint): bigint {
   const fd = remoteMemfdCreate(tracee, tid, REGISTRY_NAME);
   try {
-    checkedSyscall(tracee, tid, SYS_FTRUNCATE, [BigInt(fd), size], `ftruncate(memfd ${fd}, ${size})`);
+    checkedSyscall(tracee, tid, SYS.ftruncate, [BigInt(fd), size], `ftruncate(memfd ${fd}, ${size})`);
     return remoteMmap(tracee, tid, { length: size, prot: PROT.READ, flags: MAP.PRIVATE, fd });
   } finally {
-    checkedSyscall(tracee, tid, SYS_CLOSE, [BigInt(fd)], `close(memfd ${fd})`);
+    checkedSyscall(tracee, tid, SYS.close, [BigInt(fd)], `close(memfd ${fd})`);
   }
 }

@@ -18,9 +18,9 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { upload } from "../../../src/core/api.ts";
 import "../../../src/core/execute.ts"; // registers journal recovery on open
-import { toHex } from "../../../src/core/patch-plan.ts";
 import { readTargetRegistry } from "../../../src/core/registry/remote.ts";
 import { withTarget } from "../../../src/core/session.ts";
+import { hexBytes as toHex } from "../../../src/hex.ts";
 import { readMemory } from "../../../src/process/memory.ts";
 import { nodeCommand } from "../../helpers/bundle.ts";
 import { ROOT } from "../../helpers/cc.ts";

@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { runAction } from "../../../src/core/execute.ts";
-import { toHex } from "../../../src/core/patch-plan.ts";
 import { openTarget, type TargetSession } from "../../../src/core/session.ts";
 import { XspliceError } from "../../../src/errors.ts";
+import { hexBytes as toHex } from "../../../src/hex.ts";
 import { readMemory } from "../../../src/process/memory.ts";
 import { addRecord, handFunc, handRecord } from "./_hand.ts";
 import { actionsTargetForFile, callOld, oldFormula, status } from "./_target.ts";

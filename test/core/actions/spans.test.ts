@@ -8,7 +8,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { undoWrites, type Written, writeSpan } from "../../../src/core/execute.ts";
-import { MemHandle } from "../../../src/core/mem-handle.ts";
 import { type PatchWrite, spansOf } from "../../../src/core/patch-plan.ts";
 import { openTarget } from "../../../src/core/session.ts";
 import { XspliceError } from "../../../src/errors.ts";
@@ -43,7 +42,7 @@ test("two functions in one span, a mismatching span refused, undo restores every
   const newFn = symbolAddress(t.pid, exe, "new_fn");
   const [lo, hi] = [oldFn, newFn].sort((a, b) => (a < b ? -1 : 1)) as [bigint, bigint];
   const session = openTarget(t.pid, { onOpen: [] });
-  const mem = new MemHandle(t.pid, session.tid);
+  const mem = session.tracee.memory;
   try {
     const region = readMemory(t.pid, lo, Number(hi - lo) + 16);
     const at = (a: bigint, n: number) => region.slice(Number(a - lo), Number(a - lo) + n);
@@ -77,7 +76,6 @@ test("two functions in one span, a mismatching span refused, undo restores every
     assert.deepEqual(undoWrites(mem, written), []);
     assert.deepEqual(readMemory(t.pid, lo, region.length), region);
   } finally {
-    mem.close();
     session.close();
   }
   assert.equal(await call(5), resultBefore, "the target behaves as before");
