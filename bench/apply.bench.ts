@@ -87,7 +87,7 @@ const bench: Bench = async () => {
         "many",
         Array.from({ length: FUNCS }, (_, i) => handFunc(t.pid, exe, `old_${i}`, `new_${i}`)),
       );
-      const session = openTarget(t.pid, { onOpen: [] });
+      const session = openTarget(t.pid, { recover: false });
       try {
         session.commit(commitUploaded(commitUploaded(session.state, one), many));
         session.run();

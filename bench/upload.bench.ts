@@ -123,9 +123,8 @@ const bench: Bench = async () => {
   const dl: number[] = [];
   try {
     for (let i = 0; i < ROUNDS + 1; i++) {
-      const tm: UploadTimings = {};
       const t0 = performance.now();
-      uploadPayload(t.pid, "big", bytes, { timings: tm });
+      const tm = uploadPayload(t.pid, "big", bytes).timings;
       const total = performance.now() - t0;
       const s = openTarget(t.pid);
       try {

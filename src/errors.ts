@@ -48,6 +48,12 @@ export interface ErrorLocation {
   pid?: number;
   /** Address in the target process. */
   address?: bigint;
+  /**
+   * Why an `EBUSY` of an action: `"stop"` — the threads could not all be
+   * stopped in time (a busy host; worth retrying soon), `"stack"` — a function
+   * to be patched is executing or on a stack (SPEC §6).
+   */
+  busy?: "stop" | "stack";
 }
 
 /** A failure with an errno name, a one-line message, and where it happened. */

@@ -8,8 +8,16 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { ERRNO, XspliceError } from "../errors.ts";
 import { parseMaps } from "../process/maps.ts";
 import { CMD, type Cmd } from "./actions.ts";
-import { runAction } from "./execute.ts";
-import { type UploadOptions, unloadPayload, uploadPayload } from "./loader.ts";
+import type { XspliceContext } from "./context.ts";
+import { type ActionResult, type PerformOptions, runAction } from "./execute.ts";
+import {
+  planUpload,
+  type UploadOptions,
+  type UploadTimings,
+  unloadPayload,
+  uploadPayload,
+  uploadPrepared,
+} from "./loader.ts";
 import type { PayloadRecord, State } from "./registry/records.ts";
 import { findRegistry, isRegistryMapping, readTargetRegistry } from "./registry/remote.ts";
 import { openTarget } from "./session.ts";
@@ -51,6 +59,8 @@ export interface ActionOptions {
   nodeps?: boolean;
   /** How long to wait for another xsplice run holding the target (ms, default 10000). */
   waitMs?: number;
+  /** Caches shared across calls (`createContext()`). */
+  context?: XspliceContext;
 }
 
 /**
@@ -75,7 +85,47 @@ export async function upload(
   bytes: Uint8Array,
   opts: UploadOptions = {},
 ): Promise<PayloadRecord> {
-  return uploadPayload(checkPid(pid), name, bytes, opts);
+  return uploadPayload(checkPid(pid), name, bytes, opts).record;
+}
+
+/** What LOAD did: the apply's result (its `pause` counts the upload's stops too) and the upload's phases. */
+export interface LoadResult extends ActionResult {
+  upload: UploadTimings;
+}
+
+/**
+ * UPLOAD and APPLY in one hold of the process (`xsplice load`): the payload is
+ * linked before the process is held, mapped in one stop and applied in the
+ * next, and detached from that stop. When the apply fails the payload is
+ * unloaded again in the same hold, so a failed load leaves nothing behind.
+ */
+export function load(
+  pid: number,
+  name: string,
+  bytes: Uint8Array,
+  opts: UploadOptions & PerformOptions = {},
+): LoadResult {
+  const n = checkPid(pid);
+  const up = planUpload(n, name, bytes, opts);
+  const session = openTarget(n, { waitMs: opts.waitMs, forPayload: name, context: opts.context });
+  try {
+    const uploaded = uploadPrepared(session, up);
+    let result: ActionResult;
+    try {
+      result = runAction(session, name, "APPLY", opts);
+    } catch (err) {
+      try {
+        unloadPayload(session, name);
+      } catch {
+        // The apply's error is the one to report; an unload failure leaves a CHECKED payload.
+      }
+      throw err;
+    }
+    session.close();
+    return { ...result, pause: session.tracee.stops, tries: 1, upload: uploaded.timings };
+  } finally {
+    session.close();
+  }
 }
 
 /** GET (SPEC §5): state and rc of payload `name`; unknown `ENOENT`. Does not stop the process. */
@@ -155,7 +205,7 @@ export async function listAll(): Promise<ProcessPayloads[]> {
 export async function action(pid: number, name: string, cmd: Cmd, opts: ActionOptions = {}): Promise<void> {
   if (!(cmd in CMD)) throw new XspliceError("EINVAL", `unknown action ${String(cmd)}`);
   const n = checkPid(pid);
-  const session = openTarget(n, { waitMs: opts.waitMs, forPayload: name });
+  const session = openTarget(n, { waitMs: opts.waitMs, forPayload: name, context: opts.context });
   try {
     switch (cmd) {
       case "UNLOAD":

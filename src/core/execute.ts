@@ -1,38 +1,46 @@
 /**
- * Carrying out APPLY, REVERT and REPLACE (SPEC §3–§7) on a held target.
+ * Carrying out APPLY, REVERT and REPLACE (SPEC §3–§7) on a held target, as
+ * one transaction: a straight sequence of phases that ends in one tagged
+ * outcome, settled (committed to the registry) in one place, `settle`.
  * Decide, then act (STYLE: Xen's `livepatch_action` / `livepatch_do_action`):
  *
- * 1. Before any stop: the plan (`actions.ts`: state table, dependencies),
- *    expectations (livepatch format, SPEC §1), the writes computed from the
- *    current code (`patch-plan.ts`), the pre-hooks (a veto becomes rc), and a
- *    registry commit that sets rc = -EAGAIN (GET from another shell reports it,
- *    SPEC §5) and journals the intent: every write with its before/after bytes
- *    (SPEC §8).
- * 2. The safe stop (SPEC §6): quiesce every thread; for each, the pc and the
- *    return addresses on its stack must lie outside every guarded range (the
- *    whole old function, for apply and revert alike); if not, resume, wait
- *    briefly and retry until the timeout, then `EBUSY` naming function and
- *    thread, nothing written. Once safe: load hooks, the writes (in spans of
- *    nearby functions, `PatchSpan`: each span read right before and every
- *    write's `before` compared, written, read back), unload hooks; any failure
- *    restores what was written; resume.
- * 3. After: commit the new state (journal cleared), then the post-hooks with
- *    the outcome in the payload struct's rc — also after a failure that came
- *    after the pre-hooks allowed the action, never after a veto.
+ * 1. decide — threads running: the plan (`actions.ts`: state table,
+ *    dependencies), the payload's regions mapped and intact, expectations
+ *    (livepatch format, SPEC §1), the writes computed from the current code
+ *    (`patch-plan.ts`). A refusal here is the outcome `refused`.
+ * 2. pre-hooks (SPEC §7), in a short stop of their own when there are any; a
+ *    veto is `refused`.
+ * 3. journal — a registry commit that sets rc = -EAGAIN on every payload
+ *    involved (GET from another shell reports it, SPEC §5) and records every
+ *    write with its before/after bytes (SPEC §8).
+ * 4. the safe stop (SPEC §6): every thread stopped; none may execute in, or
+ *    return into, a guarded range (the whole old function), else resume,
+ *    wait, retry until the timeout, then `EBUSY` — `refused`, nothing
+ *    written. Once safe: load hooks, the writes (spans: read, check every
+ *    `before`, write, read back), unload hooks, each hook journaled as it
+ *    runs. Success is `done`, settled *inside* the stop (the journal cleared
+ *    in the same commit that records the new states); a failure undoes the
+ *    writes (`refused`), or, when even that fails, is `stuck`: the journal
+ *    stays for the next run to roll back. The threads stay stopped after a
+ *    success, so the caller detaches straight from this stop.
+ * 5. post-hooks with the outcome in the payload struct's rc — after a
+ *    failure too, once the pre-hooks allowed the action; never after a veto.
  *
- * Only the code writes, the load/unload hooks and the safety check happen
- * while threads are stopped; the stop window is measured and returned.
+ * An `execve` seen at any point ends the action at once (the Tracee refuses
+ * every later step): the registry and code it worked on are gone with the
+ * old program, and nothing is written into the new one (issue #11 item 1).
  */
 
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { livePatchingWarning } from "../elf/dwarf-producer.ts";
-import type { ElfFile } from "../elf/file.ts";
 import { readElf } from "../elf/file.ts";
 import { ERRNO, XspliceError } from "../errors.ts";
 import { fromHexBytes, hex, hexBytes } from "../hex.ts";
-import { type ProcessMemory, readMemory } from "../process/memory.ts";
+import { mappedExactly, readMaps } from "../process/maps.ts";
+import type { ProcessMemory } from "../process/memory.ts";
 import { mappedObjects } from "../process/objects.ts";
-import type { StopLedger } from "../process/threads.ts";
+import { type StopLedger, sleepSync } from "../process/threads.ts";
 import {
   type ActionFlags,
   type Cmd,
@@ -42,19 +50,22 @@ import {
   type Plan,
   plan as planAction,
 } from "./actions.ts";
-import { type HookKind, hasHook, hookFailure, runHooks, setStructRc } from "./hooks.ts";
+import {
+  type HookKind,
+  hasHook,
+  hookAddresses,
+  hookFailure,
+  pairRanHooks,
+  runHooks,
+  type StopHookKind,
+  setStructRc,
+} from "./hooks.ts";
 import { journalWrites, type PatchPlan, type PatchSpan, planPatches } from "./patch-plan.ts";
-import { recover } from "./recovery.ts";
-import type { Journal, PayloadRecord, RegistryState, State } from "./registry/records.ts";
+import type { Journal, JournalHook, PayloadRecord, RegistryState, State } from "./registry/records.ts";
 import { type SafeStopResult, type StackPolicy, type StopStages, safeStop } from "./safe-stop.ts";
-import { addOpenHook, openTarget, type TargetSession } from "./session.ts";
+import { type OpenOptions, openTarget, type TargetSession } from "./session.ts";
 
 export type { StackPolicy, StopStages } from "./safe-stop.ts";
-
-// SPEC §8: every session opened by this build first finishes what a killed run left journaled.
-addOpenHook((session) => {
-  recover(session);
-});
 
 /** Options of an action. */
 export interface ExecuteOptions {
@@ -87,44 +98,89 @@ export interface ActionResult {
    * `performAction`): what the target saw, beyond the write stop above.
    */
   pause?: StopLedger;
+  /** Times the whole action was tried (`retryForMs`: an `EBUSY` is tried again); 1 without retries. */
+  tries?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 30;
 
-const warningCache = new Map<string, string | undefined>();
-
-/** The SPEC §12 warning for `p`'s target object (cached per object build-id). */
-function objectWarning(pid: number, p: PayloadRecord): string | undefined {
-  const key = `${p.object.buildId}`;
-  if (warningCache.has(key)) return warningCache.get(key);
-  let warning: string | undefined;
-  try {
-    const obj = mappedObjects(pid).find((o) => o.buildId === p.object.buildId);
-    let elf: ElfFile | undefined = obj?.elf;
-    if (!elf) elf = readElf(readFileSync(p.object.path));
-    warning = livePatchingWarning(elf, p.object.path);
-    // No DWARF in the object itself: its separate debug file may have it.
-    if (warning && obj?.debugFile && /no DWARF producer/.test(warning))
-      warning = livePatchingWarning(readElf(readFileSync(obj.debugFile)), p.object.path);
-  } catch (err) {
-    warning = `cannot read ${p.object.path} to check for -flive-patching=inline-clone: ${(err as Error).message}`;
-  }
-  warningCache.set(key, warning);
-  return warning;
+/**
+ * The SPEC §12 warning for `p`'s target object, from the object as mapped in
+ * the process (through `/proc/PID/map_files/`, never the path the registry
+ * names: the registry is the target's to forge, issue #11 item 7), or its
+ * separate debug file by build-id. Cached per build-id in the session's context.
+ */
+function objectWarning(session: TargetSession, p: PayloadRecord): string | undefined {
+  return session.context.warnings.getOrSet(p.object.buildId, () => {
+    let warning: string | undefined;
+    try {
+      const obj = mappedObjects(session.pid).find((o) => o.buildId === p.object.buildId);
+      if (!obj)
+        return {
+          warning: `the target object ${p.object.buildId} is not mapped: cannot check it for -flive-patching`,
+        };
+      warning = livePatchingWarning(obj.elf, obj.path);
+      // No DWARF in the object itself: its separate debug file may have it.
+      if (warning && obj.debugFile && /no DWARF producer/.test(warning))
+        warning = livePatchingWarning(readElf(readFileSync(obj.debugFile)), obj.path);
+    } catch (err) {
+      warning = `cannot read the target object to check for -flive-patching=inline-clone: ${(err as Error).message}`;
+    }
+    return { warning };
+  }).warning;
 }
 
 /** SPEC §1 expectations of a livepatch-format payload: the bytes at old_addr, before anything. */
-function checkExpectations(pid: number, p: PayloadRecord): void {
+function checkExpectations(mem: ProcessMemory, p: PayloadRecord): void {
   for (const f of p.funcs) {
     if (!f.expect) continue;
     const want = fromHexBytes(f.expect);
-    const have = readMemory(pid, BigInt(f.oldAddr), want.length);
+    const have = mem.read(BigInt(f.oldAddr), want.length);
     if (hexBytes(have) !== f.expect)
       throw new XspliceError(
         "EINVAL",
         `'${p.name}': expectation failed for ${f.name || f.oldAddr}: ${f.oldAddr} holds ${hexBytes(have)}, expected ${f.expect}`,
         { address: BigInt(f.oldAddr), symbol: f.name },
       );
+  }
+}
+
+const PERMS: Record<"rx" | "rw" | "r", string> = { rx: "r-x", rw: "rw-", r: "r--" };
+
+/**
+ * Every region of `p` must be mapped exactly as UPLOAD mapped it, and the ones
+ * whose content never changes (code, read-only data) must still hold it:
+ * a trampoline into code that is gone or altered would crash the target
+ * (issue #11 item 2: a killed UNLOAD left a payload CHECKED with a region
+ * unmapped). `EINVAL` naming the region; nothing is written.
+ */
+function checkRegions(session: TargetSession, p: PayloadRecord): void {
+  const maps = readMaps(session.pid);
+  for (const r of p.regions) {
+    const start = BigInt(r.addr);
+    const end = start + BigInt(r.size);
+    const perms = maps
+      .filter((m) => m.start < end && m.end > start)
+      .every(
+        (m) =>
+          `${m.perms.read ? "r" : "-"}${m.perms.write ? "w" : "-"}${m.perms.exec ? "x" : "-"}` ===
+          PERMS[r.kind],
+      );
+    if (!mappedExactly(maps, start, r.size) || !perms)
+      throw new XspliceError(
+        "EINVAL",
+        `'${p.name}': its ${r.kind} region at ${r.addr} (${r.size} bytes) is not mapped as it was uploaded; unload and upload the payload again`,
+        { address: start },
+      );
+    if (r.digest !== undefined) {
+      const digest = createHash("sha256").update(session.memory.read(start, r.size)).digest("hex");
+      if (digest !== r.digest)
+        throw new XspliceError(
+          "EINVAL",
+          `'${p.name}': its ${r.kind} region at ${r.addr} no longer holds what was uploaded; unload and upload the payload again`,
+          { address: start },
+        );
+    }
   }
 }
 
@@ -145,9 +201,43 @@ function outcomeOf(base: RegistryState, pp: PatchPlan): RegistryState {
   return withoutJournal(s);
 }
 
-/** The registry after a failed action: the state before it, rc = the error on the named payload. */
-function failedOutcome(before: RegistryState, name: string, rc: number): RegistryState {
-  return withoutJournal(commitRc(before, name, rc));
+/** How an action ended, for `settle`. */
+type Outcome =
+  /** Every step carried out: the registry as it is now. */
+  | { kind: "done"; next: RegistryState }
+  /** Nothing of the action is left in the code (never begun, or undone): the error is the rc. */
+  | { kind: "refused"; error: XspliceError }
+  /** Writes were made and could not all be undone: the journal stays for the next run (SPEC §8). */
+  | { kind: "stuck"; error: XspliceError };
+
+/**
+ * The one place an action's result reaches the registry. `refused` restores
+ * the states from before the action with the error as the asked payload's rc;
+ * `stuck` leaves the journal (and the -EAGAIN marks) for recovery; after an
+ * exec there is no registry of ours left to write.
+ */
+function settle(session: TargetSession, initial: RegistryState, name: string, o: Outcome): void {
+  if (session.tracee.execed) return;
+  switch (o.kind) {
+    case "done":
+      session.commit(o.next);
+      return;
+    case "refused":
+      session.commit(withoutJournal(commitRc(initial, name, o.error.rc)));
+      return;
+    case "stuck":
+      return;
+    default: {
+      const never: never = o;
+      throw new Error(`unknown outcome ${String(never)}`);
+    }
+  }
+}
+
+function asXspliceError(err: unknown, name: string): XspliceError {
+  return err instanceof XspliceError
+    ? err
+    : new XspliceError("EIO", `'${name}': ${err instanceof Error ? err.message : String(err)}`);
 }
 
 /** A span as it was before the stop wrote it, for undoing. */
@@ -212,27 +302,51 @@ export function undoWrites(mem: ProcessMemory, written: readonly Written[]): str
   return failed;
 }
 
-/** Run one kind of hook for each payload in a short stop of its own (pre/post hooks, SPEC §7). */
+/**
+ * Run one kind of hook for each payload in a short stop of its own (pre/post
+ * hooks, SPEC §7). With `leaveStopped` the threads stay stopped afterwards,
+ * for the caller to detach from this stop.
+ */
 function hooksOutsideStop(
   session: TargetSession,
   calls: { p: PayloadRecord; kind: HookKind }[],
   timeoutMs: number,
   each: (p: PayloadRecord, kind: HookKind, ret: number) => void,
+  leaveStopped = false,
 ): void {
   const wanted = calls.filter(({ p, kind }) => hasHook(p, kind));
   if (wanted.length === 0) return;
-  session.stop(1000);
+  session.stop();
+  let ok = false;
   try {
     for (const { p, kind } of wanted) each(p, kind, runHooks(session, p, kind, timeoutMs));
+    ok = true;
   } finally {
-    session.run();
+    if (!ok || !leaveStopped) session.run();
   }
+}
+
+/** What the decide phase found. */
+interface Decision {
+  pp: PatchPlan;
+  payloads: PayloadRecord[];
+}
+
+/** Phase 1: everything that can refuse the action does so here, threads running. */
+function decide(session: TargetSession, plan: Plan, applying: boolean): Decision {
+  const applied = plan.kind === "replace" ? [plan.payload] : plan.kind === "apply" ? [plan.payload] : [];
+  for (const p of applied) checkRegions(session, p);
+  if (applying) checkExpectations(session.memory, plan.payload);
+  const pp = planPatches(plan, (a, l) => session.memory.read(a, l));
+  return { pp, payloads: pp.steps.map((s) => s.payload) };
 }
 
 /**
  * Carry out `plan` (from `plan()` on `session.state`) on the held target.
- * Throws the action's error after recording it as the payload's rc; the
- * session is left running (resumed), still held.
+ * Throws the action's error after settling it (rc recorded). Leaves the
+ * threads stopped when the last thing it did was a stop (the safe stop, or
+ * the post-hooks'), so that closing the session detaches from it; a caller
+ * that goes on working runs them again first.
  */
 export function executeAction(
   session: TargetSession,
@@ -253,141 +367,181 @@ export function executeAction(
     warnings: [],
   };
   if (plan.kind === "noop") return result;
-  if (plan.kind === "unload") throw new XspliceError("EINVAL", `'${name}': UNLOAD is not carried out here`);
-  // Held, not stopped, while deciding: reading the object's DWARF, planning and the registry
-  // commits must not lengthen the target's pause; only the safe stop (and short hook stops) stop it.
-  session.run();
-  const pid = session.pid;
+  if (plan.kind === "unload")
+    throw new XspliceError("EINVAL", `'${name}': UNLOAD is not an action of the executor`);
+  session.run(); // held, not stopped, while deciding
   const initial = session.state;
   const applying = plan.kind === "apply" || plan.kind === "replace";
   if (applying) {
-    const w = objectWarning(pid, plan.payload);
+    const w = objectWarning(session, plan.payload);
     if (w) result.warnings.push(w);
   }
 
-  // Decide: everything that can refuse the action does so before the target is touched.
-  let pp: PatchPlan;
+  // 1. Decide.
+  let d: Decision;
   try {
-    if (applying) checkExpectations(pid, plan.payload);
-    pp = planPatches(plan, (a, l) => readMemory(pid, a, l));
+    d = decide(session, plan, applying);
   } catch (err) {
-    if (err instanceof XspliceError) session.commit(failedOutcome(initial, name, err.rc));
-    throw err;
+    const error = asXspliceError(err, name);
+    settle(session, initial, name, { kind: "refused", error });
+    throw error;
   }
-  const payloads = pp.steps.map((s) => s.payload);
-  const preCalls = pp.steps.map((s) => ({
+  const { pp, payloads } = d;
+  const pre = pp.steps.map((s) => ({
     p: s.payload,
     kind: (s.kind === "apply" ? "preapply" : "prerevert") as HookKind,
   }));
-  const postCalls = pp.steps.map((s) => ({
+  const post = pp.steps.map((s) => ({
     p: s.payload,
     kind: (s.kind === "apply" ? "postapply" : "postrevert") as HookKind,
   }));
 
-  // Pre-hooks (SPEC §7): a non-zero result vetoes; the struct's rc is 0 before the action.
+  // 2. Pre-hooks: a non-zero result vetoes; the struct's rc is 0 before the action.
   try {
     for (const p of payloads) setStructRc(session, p, 0);
-    hooksOutsideStop(session, preCalls, timeoutMs, (p, kind, ret) => {
+    hooksOutsideStop(session, pre, timeoutMs, (p, kind, ret) => {
       if (ret !== 0) throw hookFailure(p, kind, ret);
     });
   } catch (err) {
-    if (err instanceof XspliceError) session.commit(failedOutcome(initial, name, err.rc));
-    throw err;
+    const error = asXspliceError(err, name);
+    settle(session, initial, name, { kind: "refused", error });
+    throw error;
   }
 
-  // Journal the intent and mark every payload involved EAGAIN (SPEC §5, §8).
+  // 3. Journal the intent and mark every payload involved EAGAIN (SPEC §5, §8).
   const outcome = outcomeOf(initial, pp);
   let marked = initial;
   for (const p of payloads) marked = commitRc(marked, p.name, -ERRNO.EAGAIN);
-  marked = {
-    ...marked,
-    journal: {
-      cmd: cmd as Journal["cmd"],
-      name,
-      by: process.pid,
-      writes: journalWrites(pp),
-      outcome: outcome.payloads,
-    },
+  const journal: Journal = {
+    cmd: cmd as Journal["cmd"],
+    name,
+    by: process.pid,
+    writes: journalWrites(pp),
+    outcome: outcome.payloads,
+    hooks: [],
   };
   let failure: XspliceError | undefined;
-  let journalKept = false;
   try {
-    session.commit(marked);
-    const { window, attempts, stages } = stopAndPatch(session, pp, timeoutMs, policy, opts.retryDelayMs ?? 1);
-    result.stopWindowMs = window;
-    result.attempts = attempts;
-    result.stopStages = stages;
-  } catch (err) {
-    failure =
-      err instanceof XspliceError
-        ? err
-        : new XspliceError("EIO", `'${name}': ${err instanceof Error ? err.message : String(err)}`);
-    journalKept = (failure as XspliceError & { keepJournal?: boolean }).keepJournal === true;
-  }
-  session.run();
-
-  if (!failure) {
-    session.commit(outcome);
+    session.commit({ ...marked, journal });
+    // 4. The safe stop: writes, hooks, and the outcome settled before the threads run again.
+    const r = safeStop(
+      session,
+      pp.guards,
+      { timeoutMs, policy, retryDelayMs: opts.retryDelayMs ?? 1, leaveStopped: true },
+      (mem) => patchInStop(session, pp, journal, marked, initial, name, outcome, timeoutMs, mem),
+    );
+    result.stopWindowMs = r.window;
+    result.attempts = r.attempts;
+    result.stopStages = r.stages;
     result.state = outcome.payloads.find((p) => p.name === name)?.state ?? result.state;
-  } else if (!journalKept) {
-    session.commit(failedOutcome(initial, name, failure.rc));
-  }
-  // Post-hooks see the outcome in the struct (SPEC §7); their failure is only a warning now.
-  const rc = failure ? failure.rc : 0;
-  try {
-    for (const p of payloads) setStructRc(session, p, rc);
-    hooksOutsideStop(session, postCalls, timeoutMs, () => {});
   } catch (err) {
-    result.warnings.push(err instanceof Error ? err.message : String(err));
+    failure = asXspliceError(err, name);
+    // Failures inside the stop were settled there; one before it (no safe stop reached) is here.
+    if (!(failure as SettledError).settled)
+      settle(session, initial, name, { kind: "refused", error: failure });
+  }
+
+  // 5. Post-hooks see the outcome in the struct (SPEC §7); their failure is only a warning now.
+  if (!session.tracee.execed) {
+    try {
+      for (const p of payloads) setStructRc(session, p, failure ? failure.rc : 0);
+      hooksOutsideStop(session, post, timeoutMs, () => {}, true);
+    } catch (err) {
+      result.warnings.push(err instanceof Error ? err.message : String(err));
+    }
   }
   if (failure) throw failure;
   return result;
 }
 
-/**
- * The safe stop and the writes (SPEC §6). On failure inside the stop the
- * writes made are undone; if even that fails, the error carries
- * `keepJournal` so the journal stays for recovery to finish.
- */
-function stopAndPatch(
-  session: TargetSession,
-  pp: PatchPlan,
-  timeoutMs: number,
-  policy: StackPolicy,
-  retryDelayMs: number,
-): SafeStopResult {
-  return safeStop(session, pp.guards, { timeoutMs, policy, retryDelayMs }, (mem) =>
-    patchInStop(session, pp, timeoutMs, mem),
-  );
+/** An error whose outcome was already settled inside the stop. */
+type SettledError = XspliceError & { settled?: boolean };
+
+function settledError(err: unknown, name: string): SettledError {
+  const e = asXspliceError(err, name) as SettledError;
+  e.settled = true;
+  return e;
 }
 
-/** Inside the safe stop: per step, hooks and writes; on failure undo the writes made. */
-function patchInStop(session: TargetSession, pp: PatchPlan, timeoutMs: number, mem: ProcessMemory): void {
+/**
+ * Inside the safe stop: per step, hooks (journaled as they run) and writes;
+ * then the outcome settled while the threads are still stopped. On failure the
+ * writes made are undone and the failure settled as `refused`, or, when
+ * undoing fails too, as `stuck`.
+ */
+function patchInStop(
+  session: TargetSession,
+  pp: PatchPlan,
+  journal: Journal,
+  marked: RegistryState,
+  initial: RegistryState,
+  name: string,
+  outcome: RegistryState,
+  timeoutMs: number,
+  mem: ProcessMemory,
+): void {
   const written: Written[] = [];
+  const persist = () => session.commit({ ...marked, journal });
+  const hook = (p: PayloadRecord, kind: StopHookKind): number => {
+    let ret = 0;
+    for (const addr of hookAddresses(p, kind)) {
+      const entry: JournalHook = { payload: p.name, kind, addr: hex(addr), phase: "running" };
+      journal.hooks = [...(journal.hooks ?? []), entry];
+      persist();
+      try {
+        ret = runHooks(session, p, kind, timeoutMs, {
+          addr,
+          // Recorded before the inject slot is released: until then the slot proves it returned.
+          // An apply/revert hook that reports failure did not do its step: nothing to pair.
+          onReturned: (r) => {
+            entry.phase = r === 0 ? "done" : "failed";
+            persist();
+          },
+        });
+      } catch (err) {
+        if (entry.phase === "running") {
+          entry.phase = "failed";
+          persist();
+        }
+        throw err;
+      }
+    }
+    return ret;
+  };
   try {
     pp.steps.forEach((step, i) => {
       const p = step.payload;
-      if (step.kind === "apply" && hasHook(p, "load")) runHooks(session, p, "load", timeoutMs);
+      if (step.kind === "apply") hook(p, "load");
       if (step.byHook) {
         const kind = step.kind === "apply" ? "apply" : "revert";
-        const ret = runHooks(session, p, kind, timeoutMs);
+        const ret = hook(p, kind);
         if (ret !== 0) throw hookFailure(p, kind, ret);
       } else {
         for (const span of pp.spans[i] ?? []) writeSpan(mem, span, written);
       }
-      if (step.kind === "revert" && hasHook(p, "unload")) runHooks(session, p, "unload", timeoutMs);
+      if (step.kind === "revert") hook(p, "unload");
     });
+    settle(session, initial, name, { kind: "done", next: outcome });
   } catch (err) {
-    const failed = undoWrites(mem, written);
-    if (failed.length > 0) {
-      const e = new XspliceError(
+    const error = asXspliceError(err, name);
+    if (session.tracee.execed) throw settledError(error, name);
+    // Undo in the reverse order of doing: the writes, then what the hooks that ran did.
+    const failedWrites = undoWrites(mem, written);
+    const failedPairs =
+      failedWrites.length === 0 ? pairRanHooks(session, journal, initial.payloads, timeoutMs, persist) : [];
+    if (failedWrites.length > 0 || failedPairs.length > 0) {
+      const left = [...failedWrites.map((a) => `restoring ${a}`), ...failedPairs].join("; ");
+      const stuck = new XspliceError(
         "EIO",
-        `${err instanceof Error ? err.message : String(err)}; restoring ${failed.join(", ")} failed too: the journal is kept for recovery`,
-      ) as XspliceError & { keepJournal?: boolean };
-      e.keepJournal = true;
-      throw e;
+        `${error.message}; undoing failed too (${left}): the journal is kept for the next run to roll back`,
+        error.where,
+        { cause: error },
+      );
+      settle(session, initial, name, { kind: "stuck", error: stuck });
+      throw settledError(stuck, name);
     }
-    throw err;
+    settle(session, initial, name, { kind: "refused", error });
+    throw settledError(error, name);
   }
 }
 
@@ -411,12 +565,30 @@ export interface PerformOptions extends ExecuteOptions {
   flags?: ActionFlags;
   /** How long to wait for another xsplice run holding the target, in ms (default 10000). */
   waitMs?: number;
+  /**
+   * Try an action that failed with `EBUSY` again until this many ms have
+   * passed since the first try (default 0: once), with jittered backoff; the
+   * target is let go between tries. The last error says which `EBUSY` it was.
+   */
+  retryForMs?: number;
+  /** Caches to use (`createContext()`), shared across calls. */
+  context?: OpenOptions["context"];
+}
+
+function addLedgers(a: StopLedger | undefined, b: StopLedger): StopLedger {
+  if (!a) return b;
+  return {
+    stops: a.stops + b.stops,
+    totalMs: a.totalMs + b.totalMs,
+    longestMs: Math.max(a.longestMs, b.longestMs),
+  };
 }
 
 /**
  * ACTION APPLY/REVERT/REPLACE on process `pid` with the result the CLI
- * prints (stop window, warnings): open the target (recovering a journal left
- * by a killed run), plan, execute, close.
+ * prints (stop window, every stop in `pause`, warnings): open the target
+ * (which puts right what a killed run left), plan, execute, detach — from the
+ * action's stop when it ended in one. `retryForMs` retries an `EBUSY`.
  */
 export function performAction(
   pid: number,
@@ -424,12 +596,34 @@ export function performAction(
   cmd: Exclude<Cmd, "UNLOAD">,
   opts: PerformOptions = {},
 ): ActionResult {
-  const session = openTarget(pid, { waitMs: opts.waitMs, forPayload: name });
-  let result: ActionResult;
-  try {
-    result = runAction(session, name, cmd, opts);
-  } finally {
-    session.close();
+  const start = performance.now();
+  let pause: StopLedger | undefined;
+  for (let tries = 1; ; tries++) {
+    const session = openTarget(pid, { waitMs: opts.waitMs, forPayload: name, context: opts.context });
+    try {
+      const result = runAction(session, name, cmd, opts);
+      session.close();
+      return { ...result, pause: addLedgers(pause, session.tracee.stops), tries };
+    } catch (err) {
+      session.close();
+      pause = addLedgers(pause, session.tracee.stops);
+      const again =
+        err instanceof XspliceError &&
+        err.errno === "EBUSY" &&
+        performance.now() - start < (opts.retryForMs ?? 0);
+      if (!again) {
+        if (err instanceof XspliceError && tries > 1)
+          throw new XspliceError(
+            err.errno,
+            `${err.message} (after ${tries} tries in ${Math.round(performance.now() - start)} ms)`,
+            err.where,
+            { cause: err },
+          );
+        throw err;
+      }
+      // Jittered backoff: 5, 10, 20 … up to 200 ms, never past the retry budget.
+      const left = (opts.retryForMs ?? 0) - (performance.now() - start);
+      sleepSync(Math.max(0, Math.min(left, Math.min(200, 5 * 2 ** (tries - 1)) * (0.5 + Math.random()))));
+    }
   }
-  return { ...result, pause: session.tracee.stops };
 }

@@ -10,7 +10,7 @@
  */
 import { errnoName, XspliceError } from "../errors.ts";
 import { remoteCall } from "../process/remote-call.ts";
-import type { PayloadRecord } from "./registry/records.ts";
+import type { JournalHook, PayloadRecord } from "./registry/records.ts";
 import type { TargetSession } from "./session.ts";
 
 /** The eight hook kinds of SPEC §7. */
@@ -47,6 +47,9 @@ function structAddress(p: PayloadRecord, kind: HookKind): bigint {
  * Run `p`'s hooks of `kind` on the session's thread; the session must be
  * stopped (the caller decides whether that is the safe stop or a short one).
  * Returns the int result of the last hook (0 for load/unload/post hooks).
+ * With `one`, runs just the hook at `one.addr` and calls `one.onReturned`
+ * with its result once it returned, before its inject slot is released (so a
+ * killed run leaves the slot as proof until the caller has recorded it).
  * Errors keep `remoteCall`'s errno (`EFAULT` crash, `ETIMEDOUT` hang, `ESRCH`)
  * with the hook named.
  */
@@ -55,13 +58,19 @@ export function runHooks(
   p: PayloadRecord,
   kind: HookKind,
   timeoutMs: number,
+  one?: { addr: bigint; onReturned: (ret: number) => void },
 ): number {
   let result = 0;
-  for (const addr of hookAddresses(p, kind)) {
+  const intOf = (ret: bigint) =>
+    kind.startsWith("post") || kind === "load" || kind === "unload" ? 0 : Number(BigInt.asIntN(32, ret));
+  for (const addr of one === undefined ? hookAddresses(p, kind) : [one.addr]) {
     const args = kind === "load" || kind === "unload" ? [] : [structAddress(p, kind)];
     let ret: bigint;
     try {
-      ret = remoteCall(session.tracee, session.tid, addr, args, { timeoutMs });
+      ret = remoteCall(session.tracee, session.tid, addr, args, {
+        timeoutMs,
+        beforeRelease: one && ((r) => one.onReturned(intOf(r))),
+      });
     } catch (err) {
       if (err instanceof XspliceError)
         throw new XspliceError(err.errno, `'${p.name}': ${kind} hook failed: ${err.message}`, err.where, {
@@ -70,8 +79,7 @@ export function runHooks(
       throw err;
     }
     // The hooks return C `int`: the low 32 bits, sign-extended.
-    result =
-      kind.startsWith("post") || kind === "load" || kind === "unload" ? 0 : Number(BigInt.asIntN(32, ret));
+    result = intOf(ret);
   }
   return result;
 }
@@ -99,4 +107,54 @@ export function hookFailure(p: PayloadRecord, kind: HookKind, ret: number): Xspl
 /** True when `p` has at least one hook of `kind`. */
 export function hasHook(p: PayloadRecord, kind: HookKind): boolean {
   return hookAddresses(p, kind).length > 0;
+}
+
+/** The hooks that undo what a hook run inside the stop did (SPEC §7): load ↔ unload, apply ↔ revert. */
+export const PAIRED_HOOK = { load: "unload", unload: "load", apply: "revert", revert: "apply" } as const;
+
+/** A hook kind run inside the stop. */
+export type StopHookKind = keyof typeof PAIRED_HOOK;
+
+/**
+ * Undo what the hooks of an interrupted or failed stop did: for every
+ * (payload, kind) with a hook `done` in `journal`, newest first, run the
+ * payload's paired hooks once (SPEC §7; issue #11 item 5: a load hook whose
+ * patches were rolled back must not keep its effect). Each entry paired is
+ * marked `paired` and `persist()` is called, so that a run killed in the
+ * middle does not pair it twice. Returns the failures (empty when all ran).
+ */
+export function pairRanHooks(
+  session: TargetSession,
+  journal: { hooks?: JournalHook[] },
+  payloads: readonly PayloadRecord[],
+  timeoutMs: number,
+  persist: () => void,
+): string[] {
+  const failures: string[] = [];
+  const seen = new Set<string>();
+  for (const h of [...(journal.hooks ?? [])].reverse()) {
+    if (h.phase !== "done") continue;
+    const key = `${h.payload}\0${h.kind}`;
+    const same = (journal.hooks ?? []).filter(
+      (x) => x.payload === h.payload && x.kind === h.kind && x.phase === "done",
+    );
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const p = payloads.find((x) => x.name === h.payload);
+    const pair = PAIRED_HOOK[h.kind];
+    try {
+      if (!p) throw new XspliceError("ENOENT", `payload '${h.payload}' is gone`);
+      if (hasHook(p, pair)) {
+        const ret = runHooks(session, p, pair, timeoutMs);
+        if (ret !== 0) throw hookFailure(p, pair, ret);
+      }
+      for (const x of same) x.phase = "paired";
+      persist();
+    } catch (err) {
+      failures.push(
+        `'${h.payload}' ${pair} hook (pair of ${h.kind}): ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  }
+  return failures;
 }

@@ -9,15 +9,17 @@
  *   → [session] recheck → [IFUNC resolvers] → map regions → resume →
  *   [link again with the IFUNC implementations] → write contents → commit
  */
+import { createHash } from "node:crypto";
 import { archFor } from "../arch/index.ts";
-import { XspliceError } from "../errors.ts";
+import { ERRNO, XspliceError } from "../errors.ts";
 import { hex, hexBytes } from "../hex.ts";
 import { DEFAULT_MAX_PAYLOAD_SIZE, type Payload, readPayload } from "../payload/index.ts";
-import { type Mapping, readMaps } from "../process/maps.ts";
+import { type Mapping, mappedExactly, readMaps } from "../process/maps.ts";
 import { ProcessMemory } from "../process/memory.ts";
 import { findObjectByBuildId, type MappedObject, mappedObjects } from "../process/objects.ts";
 import { MAP, PROT, remoteMmap, remoteMunmap } from "../process/syscalls.ts";
-import { commitUnloaded, commitUploaded, plan } from "./actions.ts";
+import { commitRc, commitUnloaded, commitUploaded, plan } from "./actions.ts";
+import { createContext, type XspliceContext } from "./context.ts";
 import { type LinkedImage, layoutSections, linkPayload, REGIONS, type Region } from "./link/index.ts";
 import { oldAddressOf, patchRecords, payloadRefAddress } from "./load/funcs.ts";
 import { IfuncResolver } from "./load/ifunc.ts";
@@ -34,7 +36,7 @@ import { type RegistrySnapshot, registrySize } from "./registry/format.ts";
 import { emptyRegistry, type PayloadRecord, type RegistryState } from "./registry/records.ts";
 import { readTargetRegistry } from "./registry/remote.ts";
 import { safeStop } from "./safe-stop.ts";
-import { type OpenOptions, openTarget, type TargetSession } from "./session.ts";
+import { openTarget, type TargetSession } from "./session.ts";
 
 /** Options of UPLOAD. */
 export interface UploadOptions extends SignaturePolicy {
@@ -44,13 +46,11 @@ export interface UploadOptions extends SignaturePolicy {
   maxSections?: number;
   /** How long to wait for another xsplice run holding the target (ms, default 10000). */
   waitMs?: number;
-  /** Called with the duration of each phase (parse, link, write) and the stop window, for the benchmark. */
-  timings?: UploadTimings;
-  /** Journal-recovery hooks etc. run when the target is opened (default: the registered ones). */
-  onOpen?: OpenOptions["onOpen"];
+  /** Caches shared across calls (`createContext()`); default a fresh one. */
+  context?: XspliceContext;
 }
 
-/** Where UPLOAD spent its time, in ms (filled in when passed). */
+/** Where UPLOAD spent its time, in ms. */
 export interface UploadTimings {
   /** Checks and reading the payload. */
   parse?: number;
@@ -86,7 +86,9 @@ export interface PreparedUpload {
 
 /** What a second computation keeps from the first (IFUNC results, the mapped placement). */
 export interface PrepareContext {
+  /** The resolver of an earlier computation (its results), or the cache a new one uses. */
   ifuncs?: IfuncResolver;
+  context?: XspliceContext;
   /** Use this placement instead of choosing one (its regions are already mapped). */
   placement?: Placement;
   /** The payload already read from the same `bytes` (reading a 1 MiB payload again costs ~5 ms). */
@@ -248,7 +250,7 @@ export function prepareUpload(
   ctx: PrepareContext = {},
 ): PreparedUpload {
   const reg = snapshot?.state ?? emptyRegistry();
-  const ifuncs = ctx.ifuncs ?? new IfuncResolver(pid);
+  const ifuncs = ctx.ifuncs ?? new IfuncResolver(pid, (ctx.context ?? createContext()).ifuncs);
   checkNameFree(name, reg);
   const payload =
     ctx.payload ??
@@ -345,7 +347,7 @@ const PROT_OF: Record<Region, number> = {
   r: PROT.READ,
 };
 
-/** Map each region at its address with its final protection (SPEC §2). Returns what was mapped. */
+/** Map each region at its address with its final protection (SPEC §2), recording each in `mapped`. */
 function mapRegions(
   session: TargetSession,
   record: PayloadRecord,
@@ -373,7 +375,85 @@ function mapRegions(
 /** Write the linked regions through `/proc/PID/mem` (works on the read-only and RX pages, SPEC §12). */
 function writeRegions(session: TargetSession, linked: LinkedImage): void {
   for (const r of REGIONS)
-    if (linked.regions[r].length > 0) session.tracee.memory.write(linked.bases[r], linked.regions[r]);
+    if (linked.regions[r].length > 0) session.memory.write(linked.bases[r], linked.regions[r]);
+}
+
+/**
+ * The record with the digest of every region whose content never changes
+ * after upload (code, read-only data and GOT): what APPLY checks (issue #11
+ * item 2). Page-rounded regions are hashed whole, the tail as mapped: zeros.
+ */
+function withDigests(record: PayloadRecord, linked: LinkedImage): PayloadRecord {
+  return {
+    ...record,
+    regions: record.regions.map((r) => {
+      if (r.kind === "rw") return r;
+      const bytes = new Uint8Array(r.size);
+      bytes.set(linked.regions[r.kind].subarray(0, r.size));
+      return { ...r, digest: createHash("sha256").update(bytes).digest("hex") };
+    }),
+  };
+}
+
+/** The UPLOAD journal: the regions about to be mapped (issue #11 item 6), rolled back by the next run. */
+function uploadJournal(state: RegistryState, record: PayloadRecord): RegistryState {
+  return {
+    ...state,
+    journal: {
+      cmd: "UPLOAD",
+      name: record.name,
+      by: process.pid,
+      writes: [],
+      outcome: state.payloads,
+      regions: record.regions.map((r) => ({ kind: r.kind, addr: r.addr, size: r.size })),
+    },
+  };
+}
+
+/** What an upload produced: the record committed, where the time went, and every stop it made. */
+export interface UploadResult {
+  record: PayloadRecord;
+  timings: UploadTimings;
+}
+
+/** An upload checked and linked before the process is held: a prediction `uploadPrepared` confirms. */
+export interface UploadPlan {
+  name: string;
+  bytes: Uint8Array;
+  payload: Payload;
+  prepared: PreparedUpload;
+  opts: UploadOptions;
+  /** ms spent checking and reading the payload, and placing and linking it. */
+  parseMs: number;
+  linkMs: number;
+}
+
+/**
+ * The part of UPLOAD that needs no hold on the process: the name, size and
+ * signature checks, reading the payload, placing and linking it against the
+ * process as it is now (SPEC §6: parsing, linking and file work before).
+ */
+export function planUpload(
+  pid: number,
+  name: string,
+  bytes: Uint8Array,
+  opts: UploadOptions = {},
+): UploadPlan {
+  const t0 = performance.now();
+  checkName(name);
+  checkSize(bytes, opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE);
+  checkSignature(bytes, opts);
+  // Reading the payload alone first keeps a malformed file from costing a look at the process.
+  const payload = readPayload(bytes, {
+    maxSize: opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE,
+    maxSections: opts.maxSections,
+  });
+  const t1 = performance.now();
+  const prepared = prepareUpload(pid, name, bytes, readTargetRegistry(pid), readMaps(pid), opts, {
+    payload,
+    context: opts.context,
+  });
+  return { name, bytes, payload, prepared, opts, parseMs: t1 - t0, linkMs: performance.now() - t1 };
 }
 
 /**
@@ -386,46 +466,58 @@ export function uploadPayload(
   name: string,
   bytes: Uint8Array,
   opts: UploadOptions = {},
-): PayloadRecord {
-  const t0 = performance.now();
-  checkName(name);
-  checkSize(bytes, opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE);
-  checkSignature(bytes, opts);
-  // Reading the payload alone first keeps a malformed file from costing a look at the process.
-  const payload = readPayload(bytes, {
-    maxSize: opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE,
-    maxSections: opts.maxSections,
-  });
-  const t1 = performance.now();
-  let prepared = prepareUpload(pid, name, bytes, readTargetRegistry(pid), readMaps(pid), opts, { payload });
-  const t2 = performance.now();
-  const session = openTarget(pid, { waitMs: opts.waitMs, onOpen: opts.onOpen });
-  const mapped: { addr: bigint; size: number }[] = [];
-  let createdRegistry = false;
-  let committed = false;
+): UploadResult {
+  const up = planUpload(pid, name, bytes, opts);
+  const session = openTarget(pid, { waitMs: opts.waitMs, context: opts.context });
   try {
-    // Another run may have changed the registry or taken the range between the computation and the seize.
-    const maps = readMaps(pid);
-    if (
-      session.generation !== prepared.generation ||
-      !stillFree(maps, prepared.placement.start, prepared.placement.end)
-    ) {
-      prepared = prepareUpload(pid, name, bytes, session.snapshot, maps, opts, {
-        ifuncs: prepared.ifuncs,
-        payload,
-      });
-    }
-    // IFUNC resolvers run in the target (their choice is the process's), in this same stop; a
-    // payload that references none, or only cached ones, makes no call.
+    return uploadPrepared(session, up);
+  } finally {
+    session.close();
+  }
+}
+
+/**
+ * The held part of UPLOAD, as a transaction. The plan is checked against the
+ * process as the hold sees it (another run may have changed the registry or
+ * taken the range meanwhile: then it is linked again). In one stop the IFUNC
+ * resolvers run, the registry is made if the process has none, the regions
+ * are journaled (so that a killed run leaks nothing, issue #11 item 6) and
+ * mapped; threads running again, the image is linked once more when an IFUNC
+ * needed it, written, and the record committed with the journal cleared. A
+ * failure after the journal is rolled back by `rollBackUpload`, whose own
+ * failures are part of the error.
+ */
+export function uploadPrepared(session: TargetSession, up: UploadPlan): UploadResult {
+  const pid = session.pid;
+  const { name, bytes, payload, opts } = up;
+  const t2 = performance.now();
+  session.run();
+  const ledgerBefore = session.tracee.stops;
+  const maps = readMaps(pid);
+  let prepared = up.prepared;
+  if (
+    session.generation !== prepared.generation ||
+    !stillFree(maps, prepared.placement.start, prepared.placement.end)
+  )
+    prepared = prepareUpload(pid, name, bytes, session.snapshot, maps, opts, {
+      ifuncs: prepared.ifuncs,
+      payload,
+    });
+  const mapped: { addr: bigint; size: number }[] = [];
+  const hadRegistry = session.base !== undefined;
+  let journaled = false;
+  try {
     const provisional = prepared.provisional;
-    if (provisional) prepared.ifuncs.resolvePending(session.tracee, session.tid, maps);
-    mapRegions(session, prepared.record, mapped);
-    if (session.base === undefined) {
-      // Creating the registry needs remote system calls: do it in this same stop.
-      session.commit(session.state);
-      createdRegistry = true;
+    session.stop();
+    try {
+      // IFUNC resolvers run in the target (their choice is the process's), in this same stop.
+      if (provisional) prepared.ifuncs.resolvePending(session.tracee, session.tid, maps);
+      session.commit(uploadJournal(session.state, prepared.record));
+      journaled = true;
+      mapRegions(session, prepared.record, mapped);
+    } finally {
+      session.run();
     }
-    session.run();
     if (provisional) {
       // Link again with the implementations, threads running: same maps, registry and placement.
       prepared = prepareUpload(pid, name, bytes, session.snapshot, maps, opts, {
@@ -437,52 +529,104 @@ export function uploadPayload(
         throw new XspliceError("EINVAL", "IFUNC symbols left unresolved after the stop");
     }
     writeRegions(session, prepared.linked);
-    session.commit(commitUploaded(session.state, prepared.record));
-    committed = true;
-    return prepared.record;
-  } finally {
-    if (!committed) cleanup(session, mapped, createdRegistry);
-    session.close();
-    if (opts.timings) {
-      const t3 = performance.now();
-      Object.assign(opts.timings, {
-        parse: t1 - t0,
-        link: t2 - t1,
+    const record = withDigests(prepared.record, prepared.linked);
+    const { journal: _j, ...without } = session.state;
+    session.commit(commitUploaded(without, record));
+    const t3 = performance.now();
+    return {
+      record,
+      timings: {
+        parse: up.parseMs,
+        link: up.linkMs,
         write: t3 - t2,
-        // Every stop the upload made, seize to detach: what the target saw.
-        stopped: session.tracee.stops.totalMs,
+        stopped: session.tracee.stops.totalMs - ledgerBefore.totalMs,
         ifuncCalls: prepared.ifuncs.calls,
         ifunc: prepared.ifuncs.callMs,
-      });
-    }
-  }
-}
-
-/** Undo a failed upload: unmap what was mapped (and a registry made for it), in a short stop. */
-function cleanup(
-  session: TargetSession,
-  mapped: { addr: bigint; size: number }[],
-  createdRegistry: boolean,
-): void {
-  if (mapped.length === 0 && !createdRegistry) return;
-  try {
-    session.stop();
-    for (const m of mapped) remoteMunmap(session.tracee, session.tid, m.addr, m.size);
-    if (createdRegistry && session.base !== undefined)
-      remoteMunmap(session.tracee, session.tid, session.base, registrySize());
-  } catch {
-    // Best effort: the original failure is what the caller needs to see.
+      },
+    };
+  } catch (err) {
+    const left = journaled || mapped.length > 0 ? rollBackUpload(session, mapped, hadRegistry) : [];
+    if (left.length === 0) throw err;
+    const e = err instanceof XspliceError ? err : new XspliceError("EIO", String(err));
+    throw new XspliceError(
+      e.errno,
+      `${e.message}; cleaning up failed too: ${left.join("; ")} (the journal stays; the next xsplice run on this process removes what is left)`,
+      e.where,
+      { cause: err },
+    );
   }
 }
 
 /**
+ * Undo a failed upload in a short stop: unmap what was mapped, then clear the
+ * journal — or unmap the registry itself when this upload made it. Returns
+ * what it could not undo (empty when all went).
+ */
+function rollBackUpload(
+  session: TargetSession,
+  mapped: { addr: bigint; size: number }[],
+  hadRegistry: boolean,
+): string[] {
+  if (session.tracee.execed) return [];
+  const left: string[] = [];
+  try {
+    session.stop();
+  } catch (err) {
+    return [
+      `could not stop the process to unmap ${mapped.map((m) => hex(m.addr)).join(", ")}: ${(err as Error).message}`,
+    ];
+  }
+  try {
+    for (const m of mapped) {
+      try {
+        remoteMunmap(session.tracee, session.tid, m.addr, m.size);
+      } catch (err) {
+        left.push(`unmapping ${hex(m.addr)}: ${(err as Error).message}`);
+      }
+    }
+    if (left.length > 0) return left;
+    try {
+      if (!hadRegistry && session.base !== undefined)
+        remoteMunmap(session.tracee, session.tid, session.base, registrySize());
+      else if (session.state.journal) {
+        const { journal: _j, ...without } = session.state;
+        session.commit(without);
+      }
+    } catch (err) {
+      left.push(`clearing the journal: ${(err as Error).message}`);
+    }
+    return left;
+  } finally {
+    session.run();
+  }
+}
+
+/** The UNLOAD journal (issue #11 item 2): the regions about to be unmapped; the next run finishes it. */
+function unloadJournal(state: RegistryState, p: PayloadRecord): RegistryState {
+  return {
+    ...commitRc(state, p.name, -ERRNO.EAGAIN),
+    journal: {
+      cmd: "UNLOAD",
+      name: p.name,
+      by: process.pid,
+      writes: [],
+      outcome: commitUnloaded(state, p.name).payloads,
+      regions: p.regions.map((r) => ({ kind: r.kind, addr: r.addr, size: r.size, digest: r.digest })),
+    },
+  };
+}
+
+/**
  * UNLOAD (SPEC §5): a CHECKED payload's memory is freed and its record
- * dropped; APPLIED `EINVAL`; unknown `ENOENT`. The regions are unmapped in a
- * short stop, then the registry is committed without the record.
+ * dropped; APPLIED `EINVAL`; unknown `ENOENT`. Journaled first (a killed run
+ * leaves the next one to finish it, never a record whose code is half gone),
+ * then, in a safe stop, the regions are unmapped and the record dropped with
+ * the journal cleared; the threads stay stopped for the caller to detach.
  */
 export function unloadPayload(session: TargetSession, name: string, timeoutMs = 1000): void {
   session.run(); // held, not stopped, until the safe stop below
-  const p = plan(session.state, name, "UNLOAD");
+  const initial = session.state;
+  const p = plan(initial, name, "UNLOAD");
   // REVERT leaves the payload's code mapped, and a thread may still run in it or return into it
   // (a preempted caller of the replacement): unmap only in a safe stop (SPEC §6), else EBUSY.
   const guards = p.payload.regions
@@ -493,8 +637,21 @@ export function unloadPayload(session: TargetSession, name: string, timeoutMs = 
       func: `the code of '${name}'`,
       payload: name,
     }));
-  safeStop(session, guards, { timeoutMs }, () => {
-    for (const r of p.payload.regions) remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
-  });
-  session.commit(commitUnloaded(session.state, name));
+  session.commit(unloadJournal(initial, p.payload));
+  try {
+    safeStop(session, guards, { timeoutMs, leaveStopped: true }, () => {
+      for (const r of p.payload.regions) remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
+      session.commit(commitUnloaded(initial, name));
+    });
+  } catch (err) {
+    if (session.tracee.execed) throw err;
+    // Not one region unmapped (no safe stop): as if it never began. Otherwise the journal stays.
+    const maps = readMaps(session.pid);
+    const mappedAll = p.payload.regions.every((r) => mappedExactly(maps, BigInt(r.addr), r.size));
+    if (mappedAll && session.state.journal?.cmd === "UNLOAD") {
+      const e = err instanceof XspliceError ? err : new XspliceError("EIO", String(err));
+      session.commit(commitRc(initial, name, e.rc));
+    }
+    throw err;
+  }
 }

@@ -30,11 +30,22 @@ export type StackPolicy = "conservative" | "unwound";
 
 /** Options of a safe stop. */
 export interface SafeStopOptions {
-  /** Bound on reaching a safe stop, in ms. */
+  /**
+   * Bound on reaching a stop where no thread is in a guarded range, in ms
+   * (SPEC §5 `timeout`). Stopping the threads is not counted against it.
+   */
   timeoutMs: number;
   policy?: StackPolicy;
   /** Wait between attempts, in ms (default 1). */
   retryDelayMs?: number;
+  /**
+   * Leave the threads stopped after `inStop` succeeded (default: resume).
+   * The caller then commits and detaches straight from this stop: one stop
+   * for the whole action. On failure the threads are always resumed.
+   */
+  leaveStopped?: boolean;
+  /** Stops that may fail to get every thread in time before giving up (default 4), with backoff between. */
+  stopAttempts?: number;
 }
 
 /** How the safe stop went. */
@@ -288,21 +299,28 @@ function stopLoop(
       return o ? { bias: o.bias, ehFrame: () => o.ehFrame() } : undefined;
     };
   }
-  let lastBusy: Busy | undefined;
+  let stopFailures = 0;
+  const stopAttempts = opts.stopAttempts ?? 4;
   for (let attempt = 1; ; attempt++) {
     const t0 = performance.now();
     try {
-      // Stopping itself gets a little slack past the deadline: a loaded machine may take a few ms.
-      session.stop(Math.max(20, deadline - t0));
+      // Stopping is scheduling latency, not the target's doing: its own deadline, scaled to the
+      // threads (session.stop), never the safety timeout.
+      session.stop();
     } catch (err) {
       session.run();
-      if (lastBusy && err instanceof XspliceError && err.errno === "EBUSY")
-        throw new XspliceError("EBUSY", busyMessage(lastBusy, opts.timeoutMs), {
-          tid: lastBusy.tid,
-          symbol: lastBusy.guard.func,
-          address: lastBusy.addr,
-        });
-      throw err;
+      if (!(err instanceof XspliceError) || err.errno !== "EBUSY") throw err;
+      if (++stopFailures >= stopAttempts)
+        throw new XspliceError(
+          "EBUSY",
+          `could not stop every thread of process ${pid} in ${stopFailures} attempts (the host is too busy): ${err.message}`,
+          { ...err.where, busy: "stop" },
+          { cause: err },
+        );
+      // Back off with jitter, servicing the process meanwhile.
+      sleepSync(Math.min(50, 2 ** stopFailures) * (0.5 + Math.random()));
+      session.poll();
+      continue;
     }
     const t1 = performance.now();
     let busy: Busy | undefined;
@@ -313,7 +331,6 @@ function stopLoop(
       throw err;
     }
     if (busy) {
-      lastBusy = busy;
       session.run();
       const now = performance.now();
       if (now >= deadline)
@@ -321,6 +338,7 @@ function stopLoop(
           tid: busy.tid,
           symbol: busy.guard.func,
           address: busy.addr,
+          busy: "stack",
         });
       const wait = Math.min(opts.retryDelayMs ?? 1, deadline - now);
       session.poll();
@@ -330,11 +348,13 @@ function stopLoop(
     }
     const t2 = performance.now();
     let t3 = t2;
+    let ok = false;
     try {
       inStop(mem);
       t3 = performance.now();
+      ok = true;
     } finally {
-      session.run();
+      if (!ok || !opts.leaveStopped) session.run();
     }
     const t4 = performance.now();
     return {

@@ -7,17 +7,31 @@
  * No lock word is needed, and a killed run releases the lock with its death
  * (the kernel detaches). A run that finds the target held by another xsplice
  * waits and retries; any other tracer (gdb, strace) is `EBUSY` at once.
+ *
+ * The seize does not stop the target (SPEC §6: only the writes that must be
+ * atomic happen while stopped). `openTarget` stops it only when a killed run
+ * left something to put right first — a journal to roll back, a thread inside
+ * an injection — and then does that, explicitly, before the caller sees the
+ * session (SPEC §8). Whether a run recovers never depends on what was imported.
  */
 import { readFileSync } from "node:fs";
 import { XspliceError } from "../errors.ts";
 import { getpid } from "../process/libc.ts";
-import { finishLeftoverInjections } from "../process/remote-call.ts";
+import type { ProcessMemory } from "../process/memory.ts";
+import {
+  finishLeftoverInjections,
+  injectionEvidence,
+  injectionLeftoversPossible,
+} from "../process/remote-call.ts";
 import { sleepSync, Tracee } from "../process/threads.ts";
 import { type TracerInfo, tracerInfo } from "../process/tracer.ts";
 import { isInProgress } from "./actions.ts";
+import { createContext, type XspliceContext } from "./context.ts";
+import { type RecoveryReport, recover } from "./recovery.ts";
 import {
   commitRegistry,
-  type RegistryMemory,
+  initRegistry,
+  isUninitialised,
   type RegistrySnapshot,
   readRegistry,
 } from "./registry/format.ts";
@@ -37,21 +51,28 @@ export interface OpenOptions {
    * `EBUSY` at once (SPEC §5) rather than queued behind it.
    */
   forPayload?: string;
-  /** Time to get every thread stopped on each seize attempt, in ms (default 1000). */
-  stopTimeoutMs?: number;
   /**
-   * Run right after the seize, threads stopped, before the caller sees the
-   * session (default: every hook given to `addOpenHook`). Journal recovery
-   * (SPEC §8) goes here: an operation a killed run left half done is completed
-   * or rolled back before anything else happens.
+   * Put right what a killed run left (default true): threads inside an
+   * injection are put back, a journaled operation is rolled back (SPEC §8).
+   * Only tests that look at such leftovers themselves turn it off.
    */
-  onOpen?: ((session: TargetSession) => void)[];
+  recover?: boolean;
+  /** The caches to use (default: a fresh context, nothing kept after the call). */
+  context?: XspliceContext;
+}
+
+/** What `openTarget` found and put right before handing out the session. */
+export interface OpenReport {
+  /** Threads a killed run left inside an injection, put back. */
+  threadsPutBack: number;
+  /** The journaled operation rolled back, if there was one. */
+  recovered?: RecoveryReport;
 }
 
 /** One target process held exclusively (seized) by this xsplice run. */
 export interface TargetSession {
   readonly pid: number;
-  /** The seized process. Stopped after `openTarget`; see `stop()`/`run()`. */
+  /** The seized process. Running after `openTarget`; see `stop()`/`run()`. */
   readonly tracee: Tracee;
   /** A thread to run remote system calls on (the main thread when it is alive). */
   readonly tid: number;
@@ -63,31 +84,33 @@ export interface TargetSession {
   readonly state: RegistryState;
   /** The registry generation the state was read or committed as (0 when none). */
   readonly generation: bigint;
-  /** The target's memory as the registry code sees it. */
-  readonly memory: RegistryMemory;
+  /** The target's memory (the held descriptor, see `ProcessMemory`). */
+  readonly memory: ProcessMemory;
+  /** The caches this session's operations use. */
+  readonly context: XspliceContext;
+  /** What opening found and put right. */
+  readonly opened: OpenReport;
   /** Make `state` the registry's state (creating the registry mapping when absent). */
   commit(state: RegistryState): void;
   /** Re-read the registry from the target (after a hook or a remote call may have run). */
   refresh(): void;
-  /** Stop every thread (no-op when stopped). */
+  /** Stop every thread (no-op when stopped). `EBUSY` when they do not all stop in time. */
   stop(timeoutMs?: number): void;
   /** Let every thread run, still seized; service their stops with `poll()` during long work. */
   run(): void;
   /** Deliver signals and adopt threads of a running, seized process. */
   poll(): void;
-  /** Detach (threads keep running as before). Safe to call twice. */
+  /** Detach (threads keep running as before); straight from a stop when stopped. Safe to call twice. */
   close(): void;
 }
 
-const openHooks: ((session: TargetSession) => void)[] = [];
-
 /**
- * Register a hook that every `openTarget` runs after the seize (unless the
- * caller passes its own `onOpen`). The actions module registers journal
- * recovery here.
+ * How long stopping every thread may take, in ms: it is scheduling latency,
+ * not the target's doing, so it grows with the threads to stop and does not
+ * come out of an action's `--timeout` (which bounds the safety check, SPEC §5).
  */
-export function addOpenHook(hook: (session: TargetSession) => void): void {
-  if (!openHooks.includes(hook)) openHooks.push(hook);
+export function stopDeadlineMs(threads: number): number {
+  return 200 + 5 * threads;
 }
 
 function isXsplice(t: TracerInfo): boolean {
@@ -144,7 +167,7 @@ function seizeExclusive(pid: number, opts: OpenOptions): Tracee {
       continue;
     }
     try {
-      return Tracee.seize(pid, { timeoutMs: opts.stopTimeoutMs ?? 1000 });
+      return Tracee.seize(pid, { stop: false, timeoutMs: 5000 });
     } catch (err) {
       // Lost a race with another run between the check and the seize: go round.
       if (err instanceof XspliceError && err.errno === "EBUSY" && tracerInfo(pid) !== undefined) continue;
@@ -157,15 +180,20 @@ class Session implements TargetSession {
   readonly pid: number;
   readonly tracee: Tracee;
   readonly tid: number;
-  readonly memory: RegistryMemory;
+  readonly memory: ProcessMemory;
+  readonly context: XspliceContext;
+  opened: OpenReport = { threadsPutBack: 0 };
   base: bigint | undefined;
   snapshot: RegistrySnapshot | undefined;
+  /** A registry mapping a killed creator left before writing its magic: initialised, not made again. */
+  private unfinished: bigint | undefined;
 
-  constructor(tracee: Tracee) {
+  constructor(tracee: Tracee, context: XspliceContext) {
     this.tracee = tracee;
     this.pid = tracee.pid;
     this.tid = tracee.threads.includes(tracee.pid) ? tracee.pid : tracee.threads[0]!;
     this.memory = tracee.memory;
+    this.context = context;
     this.refresh();
   }
 
@@ -178,11 +206,29 @@ class Session implements TargetSession {
   }
 
   refresh(): void {
-    this.base = findRegistry(this.pid);
-    this.snapshot = this.base === undefined ? undefined : readRegistry(this.memory, this.base);
+    this.tracee.checkSameProgram();
+    const base = findRegistry(this.pid);
+    // Mapped but never initialised (its creator was killed, issue #11 item 3): no registry yet.
+    if (base !== undefined && isUninitialised(this.memory, base)) {
+      this.base = undefined;
+      this.unfinished = base;
+      this.snapshot = undefined;
+      return;
+    }
+    this.base = base;
+    this.unfinished = undefined;
+    this.snapshot = base === undefined ? undefined : readRegistry(this.memory, base);
   }
 
   commit(state: RegistryState): void {
+    this.tracee.checkSameProgram();
+    if (this.base === undefined && this.unfinished !== undefined) {
+      initRegistry(this.memory, this.unfinished, state);
+      this.base = this.unfinished;
+      this.unfinished = undefined;
+      this.snapshot = { state, generation: 1n };
+      return;
+    }
     if (this.base === undefined) {
       const wasRunning = !this.tracee.stopped;
       if (wasRunning) this.stop();
@@ -199,11 +245,13 @@ class Session implements TargetSession {
   }
 
   stop(timeoutMs?: number): void {
-    if (!this.tracee.stopped) this.tracee.quiesce({ timeoutMs: timeoutMs ?? 1000 });
+    if (!this.tracee.stopped)
+      this.tracee.quiesce({ timeoutMs: timeoutMs ?? stopDeadlineMs(this.tracee.threads.length) });
   }
 
   run(): void {
-    if (this.tracee.stopped) this.tracee.resume();
+    // Also after a stop that failed half-way: every thread that did stop runs again.
+    if (this.tracee.isAttached) this.tracee.resume();
   }
 
   poll(): void {
@@ -212,7 +260,7 @@ class Session implements TargetSession {
 
   close(): void {
     try {
-      this.tracee.detach();
+      this.tracee.detach({ timeoutMs: stopDeadlineMs(this.tracee.threads.length) });
     } catch (err) {
       if (!(err instanceof XspliceError) || err.errno !== "ESRCH") throw err;
     }
@@ -220,21 +268,42 @@ class Session implements TargetSession {
 }
 
 /**
- * Seize `pid` exclusively and read its registry; returns with every thread
- * stopped. Waits (up to `waitMs`) while another xsplice run holds it; `EBUSY`
- * at once when another tracer holds it or, with `forPayload`, when an action
- * on that payload is in progress. The caller must `close()` in `finally`.
+ * Put right what a killed run left, in the order that makes each step safe:
+ * first threads inside an injection (until they are back, their real pc and
+ * stack are only in the stub's save area, so no stack check could see them),
+ * then the journal (rolled back in a safe stop of its own). A process with
+ * neither is not stopped at all.
+ */
+function putRight(session: Session): OpenReport {
+  const report: OpenReport = { threadsPutBack: 0 };
+  // What the dead run's inject slots show, read before putting their threads back releases them.
+  const evidence = session.state.journal ? injectionEvidence(session.tracee) : [];
+  if (injectionLeftoversPossible(session.tracee)) {
+    session.stop();
+    try {
+      report.threadsPutBack = finishLeftoverInjections(session.tracee);
+    } finally {
+      session.run();
+    }
+  }
+  if (session.state.journal) report.recovered = recover(session, { evidence });
+  return report;
+}
+
+/**
+ * Seize `pid` exclusively, read its registry and put right what a killed run
+ * left (unless `recover: false`); returns with the process running, held.
+ * Waits (up to `waitMs`) while another xsplice run holds it; `EBUSY` at once
+ * when another tracer holds it or, with `forPayload`, when an action on that
+ * payload is in progress. The caller must `close()` in `finally`.
  */
 export function openTarget(pid: number, opts: OpenOptions = {}): TargetSession {
   if (!Number.isSafeInteger(pid) || pid <= 0) throw new XspliceError("ESRCH", `no process ${pid}`, { pid });
   const tracee = seizeExclusive(pid, opts);
   let session: Session | undefined;
   try {
-    session = new Session(tracee);
-    // A thread a killed run left in the inject stub has its real pc and stack only in the
-    // stub's slot; put it back before anything (recovery's safe stop included) looks at it.
-    finishLeftoverInjections(tracee);
-    for (const hook of opts.onOpen ?? openHooks) hook(session);
+    session = new Session(tracee, opts.context ?? createContext());
+    if (opts.recover !== false) session.opened = putRight(session);
     return session;
   } catch (err) {
     try {

@@ -26,6 +26,7 @@ import {
   CHUNK,
   DATA_DISTANCE,
   decodeSlot,
+  FIELD,
   FIELDS_SIZE,
   type Regs,
   SLOT_COUNT,
@@ -224,10 +225,15 @@ export class InjectSlots {
     return slot;
   }
 
-  /** Give a slot back: its busy word is cleared in the target. */
+  /**
+   * Give a slot back: its busy word, done mark and function are cleared in the
+   * target, so that what a later run finds in a slot is only ever the trace
+   * of an injection whose tracer died before finishing it (evidence for
+   * recovery, `injectionEvidence`).
+   */
   release(slot: number): void {
     try {
-      this.tracee.memory.write(this.dataOf(slot), new Uint8Array(4));
+      this.tracee.memory.write(this.dataOf(slot), new Uint8Array(FIELD.fn + 8));
     } catch {
       // The process is gone or the page was unmapped: nothing to free.
     }
@@ -301,6 +307,29 @@ export function stillMapped(tracee: Tracee, page: InjectPage): boolean {
 /** A fresh page's view: every slot free. */
 export function newInjectSlots(tracee: Tracee, page: InjectPage): InjectSlots {
   return new InjectSlots(tracee, page, [...Array(SLOT_COUNT).keys()]);
+}
+
+/** Every busy slot of `page`, decoded (a killed run's injections, or ones in flight). */
+export function busySlots(tracee: Tracee, page: InjectPage): SlotState[] {
+  const data = Buffer.from(tracee.memory.read(page.data, PAGE));
+  const out: SlotState[] = [];
+  for (let i = 0; i < SLOT_COUNT; i++) {
+    const s = decodeSlot(data.subarray(i * CHUNK, i * CHUNK + FIELDS_SIZE));
+    if (s.busy) out.push(s);
+  }
+  return out;
+}
+
+/** Live threads that own a busy slot of `page` (a killed run's injections, or ones in flight). */
+export function busySlotOwners(tracee: Tracee, page: InjectPage): number[] {
+  const data = Buffer.from(tracee.memory.read(page.data, PAGE));
+  const live = new Set(listTids(tracee.pid));
+  const out: number[] = [];
+  for (let i = 0; i < SLOT_COUNT; i++) {
+    const s = decodeSlot(data.subarray(i * CHUNK, i * CHUNK + FIELDS_SIZE));
+    if (s.busy && live.has(s.owner)) out.push(s.owner);
+  }
+  return out;
 }
 
 function reclaimable(tracee: Tracee, page: InjectPage): number[] {

@@ -119,3 +119,19 @@ export function mappingAt(maps: readonly Mapping[], addr: bigint): Mapping | und
 export function isFileMapping(m: Mapping): boolean {
   return m.inode !== 0n && m.path.startsWith("/");
 }
+
+/**
+ * True when `[addr, addr + size)` is mapped exactly, as one or more adjacent
+ * anonymous mappings and nothing more: what xsplice's own `mmap` of a payload
+ * region makes (a file mapping or a range that only partly exists is not it).
+ */
+export function mappedExactly(maps: readonly Mapping[], addr: bigint, size: number): boolean {
+  const end = addr + BigInt(size);
+  const covering = maps.filter((m) => m.start < end && m.end > addr);
+  return (
+    covering.length > 0 &&
+    covering[0]!.start === addr &&
+    covering.at(-1)!.end === end &&
+    covering.every((m, i) => m.inode === 0n && (i === 0 || m.start === covering[i - 1]!.end))
+  );
+}

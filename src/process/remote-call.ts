@@ -57,6 +57,8 @@ import { XspliceError } from "../errors.ts";
 import { hex } from "../hex.ts";
 import {
   type BootstrapSyscalls,
+  busySlotOwners,
+  busySlots,
   createInjectPage,
   findInjectPage,
   type InjectSlots,
@@ -81,6 +83,12 @@ import type { ThreadStop, Tracee } from "./threads.ts";
 export interface RemoteOptions {
   /** Upper bound on the injected code's run time in ms (default 1000). Past it: `ETIMEDOUT`. */
   timeoutMs?: number;
+  /**
+   * Called once the code returned and the thread is restored, before its inject
+   * slot is released: a caller that records "it ran" (a hook in a journal) does
+   * it here, so that until then the slot itself is the proof (`injectionEvidence`).
+   */
+  beforeRelease?: (result: bigint) => void;
 }
 
 const DEFAULT_TIMEOUT_MS = 1000;
@@ -479,6 +487,7 @@ function inject(
       const selfRestored = outcome?.kind === "done" && !slots.inCode(tracee.regs(tid).rip);
       if (!selfRestored) restore(tracee, tid, saved);
     }
+    if (outcome?.kind === "done") opts.beforeRelease?.(outcome.result);
     slots.release(slot);
   }
 }
@@ -543,4 +552,52 @@ export function remoteCall(
     `call of ${hex(fn)} in thread ${tid} crashed: ${signalName(out.sig)} at pc ${hex(out.pc)}`,
     { tid, address: out.pc },
   );
+}
+
+/**
+ * True when a killed run may have left a thread inside an injection: some
+ * boot site holds the bootstrap code, or a slot of the inject page is busy
+ * with its owner thread alive. Read while the process runs; only then does
+ * a new run need a stop before anything else (`finishLeftoverInjections`).
+ */
+export function injectionLeftoversPossible(tracee: Tracee): boolean {
+  const stub = Buffer.from(bootCode(0n)).subarray(0, BOOT_LEN - 8);
+  for (const where of bootSites(tracee)) {
+    try {
+      if (Buffer.from(tracee.memory.read(where.code, BOOT_LEN - 8)).equals(stub)) return true;
+    } catch {
+      // unreadable: not ours
+    }
+  }
+  const found = findInjectPage(tracee.pid);
+  return found.kind === "page" && busySlotOwners(tracee, found.page).length > 0;
+}
+
+/** What a killed run's injection left in its inject slot. */
+export interface InjectionTrace {
+  /** The function called (0 for a system call). */
+  fn: bigint;
+  /** It returned (the stub marked the slot done). */
+  done: boolean;
+  owner: number;
+  /** The owner thread still exists. */
+  ownerAlive: boolean;
+}
+
+/**
+ * The injections a killed run left unfinished, read from the inject page's
+ * busy slots (a living tracer clears a slot when done with it). Read before
+ * `finishLeftoverInjections`, which releases them: recovery uses it to tell
+ * whether a hook the journal says was "running" returned (SPEC §8).
+ */
+export function injectionEvidence(tracee: Tracee): InjectionTrace[] {
+  const found = findInjectPage(tracee.pid);
+  if (found.kind !== "page") return [];
+  const live = new Set(tracee.threads);
+  return busySlots(tracee, found.page).map((s) => ({
+    fn: s.fn,
+    done: s.done,
+    owner: s.owner,
+    ownerAlive: live.has(s.owner),
+  }));
 }

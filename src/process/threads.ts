@@ -18,7 +18,7 @@
  * values) and are dequeued after `resume()`.
  */
 import { readdirSync, readFileSync } from "node:fs";
-import type { Regs } from "../arch/host.ts";
+import { checkHost, type Regs } from "../arch/host.ts";
 import { XspliceError } from "../errors.ts";
 import {
   getpid,
@@ -45,6 +45,16 @@ import { ProcessMemory } from "./memory.ts";
 export interface StopOptions {
   /** Upper bound on the time to get every thread stopped, in ms (default 1000). Past it: `EBUSY`. */
   timeoutMs?: number;
+}
+
+/** Options of `Tracee.seize`. */
+export interface SeizeOptions extends StopOptions {
+  /**
+   * Stop every thread as part of the seize (default true). With false the
+   * process keeps running, held: a caller that may not need a stop at all
+   * (an action decides while the target runs, SPEC §6) pays for none.
+   */
+  stop?: boolean;
 }
 
 /** A `waitpid` report of a thread in a ptrace-stop. */
@@ -172,25 +182,28 @@ export class Tracee {
   }
 
   /**
-   * Seize every thread of `pid` and stop it. New threads created meanwhile
+   * Seize every thread of `pid` and (unless `stop: false`) stop it. New threads created meanwhile
    * are caught by `PTRACE_O_TRACECLONE` and by re-reading `/proc/PID/task`
    * until it is stable; threads that exit meanwhile are dropped.
    * Errors: `ESRCH` (no such process), `EPERM` (not permitted), `EBUSY`
    * (already traced by another process, or not stopped within `timeoutMs`).
    */
-  static seize(pid: number, opts: StopOptions = {}): Tracee {
+  static seize(pid: number, opts: SeizeOptions = {}): Tracee {
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new XspliceError("ESRCH", `no process ${pid}`, { pid });
+    checkHost();
+    const stop = opts.stop !== false;
     const deadline = nowMs() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const t = new Tracee(pid);
-    t.stopBegan = nowMs();
+    if (stop) t.stopBegan = nowMs();
     try {
       for (let round = 0; ; round++) {
         const fresh = listTids(pid).filter((tid) => !t.state.has(tid));
         if (fresh.length === 0 && round > 0) break;
-        for (const tid of fresh) t.attachThread(tid);
-        t.waitAllStopped(deadline);
+        for (const tid of fresh) t.attachThread(tid, stop);
+        if (stop) t.waitAllStopped(deadline);
+        else t.poll();
         if (t.state.size === 0)
-          throw new XspliceError("ESRCH", `process ${pid} exited while being stopped`, { pid });
+          throw new XspliceError("ESRCH", `process ${pid} exited while being seized`, { pid });
       }
       t.checkSameProgram();
     } catch (err) {
@@ -200,8 +213,12 @@ export class Tracee {
     return t;
   }
 
-  /** Seize one thread and ask it to stop; a thread that is gone already is skipped. */
-  private attachThread(tid: number): void {
+  /**
+   * Seize one thread and, with `stop`, ask it to stop; a thread that is gone
+   * already is skipped. Without `stop` it keeps running, traced: its signals
+   * and clones stop it until `poll()` (or a quiesce) passes them on.
+   */
+  private attachThread(tid: number, stop: boolean): void {
     try {
       ptraceSeize(tid, SEIZE_OPTIONS);
     } catch (err) {
@@ -213,7 +230,7 @@ export class Tracee {
       // (Only once some thread is ours: a process held by another Tracee of this process is EBUSY.)
       if (tracer !== 0 && tracer === getpid() && this.state.size > 0) {
         if (!this.state.has(tid)) this.state.set(tid, { tid, running: true, stop: "interrupt" });
-        this.interrupt(tid);
+        if (stop) this.interrupt(tid);
         return;
       }
       if (tracer !== 0) {
@@ -226,12 +243,12 @@ export class Tracee {
       if ("ZX".includes(threadStateLetter(this.pid, tid))) return; // exiting: a zombie cannot be traced
       throw new XspliceError(
         "EPERM",
-        `not permitted to trace process ${this.pid} (tid ${tid}): run as root or as its owner, and check kernel.yama.ptrace_scope`,
+        `not permitted to trace process ${this.pid} (tid ${tid}): run as root, or as its owner with kernel.yama.ptrace_scope <= 1 (or with CAP_SYS_PTRACE)`,
         { pid: this.pid, tid },
       );
     }
     this.state.set(tid, { tid, running: true, stop: "interrupt" });
-    this.interrupt(tid);
+    if (stop) this.interrupt(tid);
   }
 
   private interrupt(tid: number): void {

@@ -255,6 +255,8 @@ export interface SlotState {
   owner: number;
   done: boolean;
   result: bigint;
+  /** The function an injected call calls (0 for a system call). */
+  fn: bigint;
   mask: bigint;
   image: bigint;
   imageLen: number;
@@ -276,6 +278,7 @@ export function decodeSlot(b: Buffer): SlotState {
     owner: b.readUInt32LE(FIELD.owner),
     done: b.readBigUInt64LE(FIELD.done) !== 0n,
     result: b.readBigUInt64LE(FIELD.result),
+    fn: b.readBigUInt64LE(FIELD.fn),
     mask: b.readBigUInt64LE(FIELD.mask),
     image: b.readBigUInt64LE(FIELD.image),
     imageLen: Number(b.readBigUInt64LE(FIELD.imageLen)),

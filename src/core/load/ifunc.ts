@@ -16,7 +16,9 @@
  * mask CPU features per process), so a second upload in this xsplice process
  * needs no call at all.
  */
+
 import { readFileSync } from "node:fs";
+import type { BoundedCache } from "../../bounded-cache.ts";
 import { XspliceError } from "../../errors.ts";
 import { hex } from "../../hex.ts";
 import type { Mapping } from "../../process/maps.ts";
@@ -33,14 +35,6 @@ export interface IfuncRef {
 /** auxv tags (elf.h). */
 const AT_HWCAP = 16n;
 const AT_HWCAP2 = 26n;
-
-/** Implementations by cache key, as offsets from their object's load bias. */
-const cache = new Map<string, bigint>();
-
-/** Forget cached resolver results (tests that need the resolver called again). */
-export function clearIfuncCache(): void {
-  cache.clear();
-}
 
 /** AT_HWCAP and AT_HWCAP2 of process `pid` (0 when absent or unreadable). */
 export function hardwareCaps(pid: number): { hwcap: bigint; hwcap2: bigint } {
@@ -87,7 +81,14 @@ export class IfuncResolver {
   calls = 0;
   callMs = 0;
 
-  constructor(pid: number) {
+  /**
+   * `cache` (a context's, shared across uploads) holds implementations by
+   * object build-id, symbol and CPU features, as offsets from the object's bias.
+   */
+  constructor(
+    pid: number,
+    private readonly cache: BoundedCache<string, bigint>,
+  ) {
     this.pid = pid;
   }
 
@@ -105,7 +106,7 @@ export class IfuncResolver {
     const got = this.known.get(local);
     if (got !== undefined) return got;
     const key = this.cacheKey(object, symbol);
-    const offset = key === undefined ? undefined : cache.get(key);
+    const offset = key === undefined ? undefined : this.cache.get(key);
     if (offset !== undefined) {
       this.known.set(local, object.bias + offset);
       return object.bias + offset;
@@ -138,7 +139,7 @@ export class IfuncResolver {
       const key = this.cacheKey(ref.object, ref.symbol);
       // Only an implementation inside the object itself moves with its bias in another process.
       if (key !== undefined && impl >= ref.object.start && impl < ref.object.end)
-        cache.set(key, impl - ref.object.bias);
+        this.cache.set(key, impl - ref.object.bias);
     }
     this.waiting.clear();
   }

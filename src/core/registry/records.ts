@@ -17,6 +17,13 @@ export interface RegionRecord {
   addr: string;
   /** Length in bytes (page multiple). */
   size: number;
+  /**
+   * sha256 (hex) of the region's bytes as UPLOAD wrote them, for the regions
+   * nothing changes later (rx and r): APPLY checks that the code it would jump
+   * into is still there and intact (issue #11 item 2). Absent for rw regions
+   * and in records of older runs.
+   */
+  digest?: string;
 }
 
 /** One patched (or to-be-patched) function of a payload. */
@@ -99,20 +106,52 @@ export interface JournalWrite {
   guardEnd?: string;
 }
 
+/** A hook run inside the stop, and how far it got (issue #11 item 5: a rolled-back step's hooks are paired). */
+export interface JournalHook {
+  payload: string;
+  kind: "load" | "unload" | "apply" | "revert";
+  /** Its address, hex: a killed run's inject slot that called it (busy, done) proves it returned. */
+  addr: string;
+  /**
+   * "running": committed right before the call; "done": it returned (an
+   * apply/revert hook: with 0); "failed": it returned an error, crashed or
+   * overran; "paired": done, and its pair hook has run since (nothing to undo).
+   */
+  phase: "running" | "done" | "failed" | "paired";
+}
+
+/** A region an UPLOAD is mapping or an UNLOAD is unmapping. */
+export interface JournalRegion {
+  kind: "rx" | "rw" | "r";
+  addr: string;
+  size: number;
+  /** As `RegionRecord.digest`. */
+  digest?: string;
+}
+
 /**
- * The intent of an operation, recorded before any code is written (SPEC §8).
- * A later run that finds it rolls the writes back to `before` (or forward to
- * `after`) so every payload ends wholly applied or wholly not.
+ * The intent of an operation, recorded before it changes the process (SPEC §8).
+ * A later run that finds it completes or rolls back the operation so every
+ * payload ends wholly applied or wholly not, wholly loaded or wholly not:
+ * - APPLY, REVERT, REPLACE: the code writes are rolled back to `before`, and
+ *   each hook that ran in the stop is paired (load ↔ unload, apply ↔ revert);
+ * - UNLOAD: rolled forward — the payload's regions that are still mapped are
+ *   unmapped and its record dropped (the code is gone in part already);
+ * - UPLOAD: rolled back — whatever of the new regions got mapped is unmapped.
  */
 export interface Journal {
-  cmd: "APPLY" | "REVERT" | "REPLACE";
-  /** The payload the action was asked for. */
+  cmd: "APPLY" | "REVERT" | "REPLACE" | "UNLOAD" | "UPLOAD";
+  /** The payload the operation was asked for. */
   name: string;
   /** pid of the xsplice run that wrote it, for messages. */
   by: number;
   writes: JournalWrite[];
   /** The registry payload list as it will be when the operation completes. */
   outcome: PayloadRecord[];
+  /** Hooks run inside the stop so far, in order. */
+  hooks?: JournalHook[];
+  /** UNLOAD and UPLOAD: the regions concerned. */
+  regions?: JournalRegion[];
 }
 
 /** The whole registry. */

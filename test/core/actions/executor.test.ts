@@ -17,7 +17,7 @@ import { actionsTargetForFile, callOld, oldFormula, status } from "./_target.ts"
 const t = actionsTargetForFile(2);
 
 function withSession<T>(fn: (s: TargetSession) => T): T {
-  const s = openTarget(t.pid, { onOpen: [] });
+  const s = openTarget(t.pid, { recover: false });
   try {
     return fn(s);
   } finally {

@@ -41,7 +41,7 @@ test("two functions in one span, a mismatching span refused, undo restores every
   const oldFn = symbolAddress(t.pid, exe, "old_fn");
   const newFn = symbolAddress(t.pid, exe, "new_fn");
   const [lo, hi] = [oldFn, newFn].sort((a, b) => (a < b ? -1 : 1)) as [bigint, bigint];
-  const session = openTarget(t.pid, { onOpen: [] });
+  const session = openTarget(t.pid, { recover: false });
   const mem = session.tracee.memory;
   try {
     const region = readMemory(t.pid, lo, Number(hi - lo) + 16);

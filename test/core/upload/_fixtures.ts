@@ -108,6 +108,7 @@ export function callExport(pid: number, rec: PayloadRecord, fn: string, args: bi
   assert.ok(addr, `${fn} is exported by ${rec.name}`);
   const s = openTarget(pid);
   try {
+    s.stop();
     return remoteCall(s.tracee, s.tid, BigInt(addr), args, { timeoutMs: 2000 });
   } finally {
     s.close();

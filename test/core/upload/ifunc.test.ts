@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { clearIfuncCache, hardwareCaps } from "../../../src/core/load/ifunc.ts";
+import { createContext, type XspliceContext } from "../../../src/core/context.ts";
+import { hardwareCaps } from "../../../src/core/load/ifunc.ts";
 import { prepareUpload, type UploadTimings, uploadPayload } from "../../../src/core/loader.ts";
 import type { PayloadRecord } from "../../../src/core/registry/records.ts";
 import { readMaps } from "../../../src/process/maps.ts";
@@ -43,11 +44,12 @@ function readyAddr(t: Target, key: string): bigint {
 describe("payload calling IFUNCs, checked inside the target", () => {
   let t: Target;
   let rec: PayloadRecord;
-  const timings: UploadTimings = {};
+  let timings: UploadTimings;
+  // One context for the file: the second process's upload finds the first one's resolver results.
+  const context: XspliceContext = createContext();
   before(async () => {
-    clearIfuncCache();
     t = await startTarget(IFUNC_TARGET);
-    rec = uploadPayload(t.pid, "ifunc-fix", FIX, { timings });
+    ({ record: rec, timings } = uploadPayload(t.pid, "ifunc-fix", FIX, { context }));
   });
   after(async () => {
     await t.kill();
@@ -82,8 +84,7 @@ describe("payload calling IFUNCs, checked inside the target", () => {
     const t2 = await startTarget(IFUNC_TARGET);
     try {
       assert.notEqual(readyAddr(t2, "strlen"), readyAddr(t, "strlen"), "ASLR moved libc");
-      const again: UploadTimings = {};
-      const rec2 = uploadPayload(t2.pid, "ifunc-fix", FIX, { timings: again });
+      const { record: rec2, timings: again } = uploadPayload(t2.pid, "ifunc-fix", FIX, { context });
       assert.equal(again.ifuncCalls, 0);
       for (const f of ["strlen", "memcpy", "strchr", "scale"])
         assert.equal(callExport(t2.pid, rec2, `addr_${f}`), readyAddr(t2, f), f);
@@ -94,12 +95,10 @@ describe("payload calling IFUNCs, checked inside the target", () => {
   });
 
   it("a payload referencing no IFUNC links once and calls nothing", () => {
-    clearIfuncCache();
     const prepared = prepareUpload(t.pid, "none-prep", NONE, undefined, readMaps(t.pid));
     assert.equal(prepared.provisional, false);
     assert.deepEqual(prepared.ifuncs.pending, []);
-    const none: UploadTimings = {};
-    uploadPayload(t.pid, "ifunc-none", NONE, { timings: none });
+    const none = uploadPayload(t.pid, "ifunc-none", NONE).timings;
     assert.equal(none.ifuncCalls, 0);
   });
 

@@ -34,7 +34,7 @@ describe("relocations, checked by calling the loaded code in the target", () => 
   let rec: PayloadRecord;
   before(async () => {
     t = await startTarget(TARGET);
-    rec = uploadPayload(t.pid, "probes", readFileSync(payload([source("probes.c")])));
+    rec = uploadPayload(t.pid, "probes", readFileSync(payload([source("probes.c")]))).record;
   });
   after(async () => {
     await t.kill();
@@ -98,7 +98,7 @@ describe("a payload against the target's shared library", () => {
   });
 
   it("finds the library by build-id, patches its function and reads its data", () => {
-    const rec = uploadPayload(t.pid, "lib-fix", readFileSync(payload([source("lib-fix.c")], LIB)));
+    const rec = uploadPayload(t.pid, "lib-fix", readFileSync(payload([source("lib-fix.c")], LIB))).record;
     assert.equal(rec.object.path, LIB);
     assert.equal(BigInt(rec.funcs[0]!.oldAddr), symbolAddress(t.pid, LIB, "lib_value"));
     assert.equal(
@@ -122,7 +122,7 @@ describe("a stripped copy of the target, patched through .xsplice.symbols", () =
   it("resolves statics and the old function by link-time address + bias", () => {
     const exe = strippedTarget();
     assert.doesNotMatch(readFileSync(exe).toString("latin1"), /upload-util\.c/, "no .symtab left");
-    const rec = uploadPayload(t.pid, "by-symbols", readFileSync(payload([source("by-symbols.c")])));
+    const rec = uploadPayload(t.pid, "by-symbols", readFileSync(payload([source("by-symbols.c")]))).record;
     // Oracle: the unstripped build's symbols + the stripped process's bias.
     const bias = BigInt(rec.object.bias);
     assert.equal(BigInt(rec.funcs[0]!.oldAddr), bias + symValue(TARGET, "second_fn"));

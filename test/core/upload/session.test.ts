@@ -40,17 +40,16 @@ describe("target session", () => {
     await t.kill();
   });
 
-  it("opens stopped with an empty registry, creates it on the first commit, detaches on close", () => {
+  it("opens held and running with an empty registry, creates it on the first commit, detaches on close", () => {
     assert.equal(findRegistry(t.pid), undefined);
     assert.equal(readTargetRegistry(t.pid), undefined);
     const s = openTarget(t.pid);
     try {
-      assert.ok(s.tracee.stopped);
+      assert.ok(!s.tracee.stopped);
       assert.equal(s.tracee.threads.length, 3);
       assert.equal(s.base, undefined);
       assert.deepEqual(s.state, emptyRegistry());
       assert.equal(tracerOf(t.pid), process.pid);
-      s.run();
       s.commit(commitUploaded(s.state, payloadRecord("one")));
       assert.ok(!s.tracee.stopped, "commit that creates the registry resumes afterwards");
       assert.notEqual(s.base, undefined);
@@ -108,11 +107,15 @@ describe("target session", () => {
     }
   });
 
-  it("runs the onOpen hooks with threads stopped before returning", () => {
-    const seen: boolean[] = [];
-    const s = openTarget(t.pid, { onOpen: [(x) => seen.push(x.tracee.stopped)] });
-    s.close();
-    assert.deepEqual(seen, [true]);
+  it("holds a process with nothing to put right without stopping it: no stop until close", () => {
+    const s = openTarget(t.pid);
+    try {
+      assert.equal(s.tracee.stopped, false);
+      assert.equal(s.tracee.stops.stops, 0);
+      assert.deepEqual(s.opened, { threadsPutBack: 0 });
+    } finally {
+      s.close();
+    }
   });
 
   it("is EBUSY at once, naming the tracer, when strace holds the target", async () => {
