@@ -3,6 +3,7 @@
  * `XspliceError` carrying a Linux errno name (SPEC §2, §5, §10) and, where it
  * is known, the place it concerns: a file offset, a section, a symbol, a thread.
  */
+import { constants as osConstants } from "node:os";
 
 /** Linux errno numbers (x86-64 and arm64 agree) for every errno the SPEC names. */
 export const ERRNO = {
@@ -91,11 +92,34 @@ export function elfError(
   return new XspliceError(errno, `${what}${shown} at offset 0x${offset.toString(16)}`, { offset });
 }
 
-/** The errno name for a number, or undefined when xsplice has no name for it. */
+/**
+ * The one mapping from errno numbers to names. `errnoName`: xsplice's name
+ * for a number (either sign), undefined outside its table; `reportedErrno`:
+ * what xsplice reports for a raw errno of a system call (`EIO` outside the
+ * table); `errnoLabel`: the kernel's name of any errno, for messages;
+ * `rcLabel`: a payload's rc as GET and LIST print it (`0`, `EAGAIN`).
+ */
 export function errnoName(code: number): ErrnoName | undefined {
   const n = Math.abs(code);
   for (const [name, value] of Object.entries(ERRNO)) if (value === n) return name as ErrnoName;
   return undefined;
+}
+
+/** The `ErrnoName` xsplice reports for a raw errno; errnos outside the SPEC's table become `EIO`. */
+export function reportedErrno(code: number): ErrnoName {
+  return errnoName(code) ?? "EIO";
+}
+
+/** The kernel's name of an errno number (`ESRCH`), from Node's table; `errno N` when unknown. */
+export function errnoLabel(code: number): string {
+  for (const [name, n] of Object.entries(osConstants.errno)) if (n === code) return name;
+  return `errno ${code}`;
+}
+
+/** A payload's rc for display: `0`, or the errno's name (`-11` → `EAGAIN`), or the number. */
+export function rcLabel(rc: number): string {
+  if (rc === 0) return "0";
+  return (rc < 0 ? errnoName(rc) : undefined) ?? String(rc);
 }
 
 /** True for the errnos that SPEC §10 calls worth retrying (exit status 2). */

@@ -21,7 +21,9 @@ import { ET, nameOf, SHF, SHT, STT } from "../elf/defs.ts";
 import { type ElfFile, type ElfSymbol, type Rela, readElf, type Section } from "../elf/index.ts";
 import { XspliceError } from "../errors.ts";
 import { hexBytes } from "../hex.ts";
+import { XSPLICE_FUNC } from "../payload/abi.ts";
 import { readPayload } from "../payload/index.ts";
+import { ambiguousName } from "../payload/target-symbols.ts";
 import type { TargetSymbol } from "../payload/types.ts";
 import { generatedAssembly } from "./_generated.ts";
 import { runTool } from "./_toolchain.ts";
@@ -84,8 +86,8 @@ export interface BuildResult {
   external: string[];
 }
 
-/** Size of `struct xsplice_patch_func` (SPEC §1) and its fields patched here. */
-const ENTRY = { size: 64, newAddr: 0, newSize: 8, oldAddr: 16, oldSize: 24, name: 32 } as const;
+/** `struct xsplice_patch_func` (SPEC §1), whose fields are filled here. */
+const ENTRY = XSPLICE_FUNC;
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
@@ -280,11 +282,13 @@ function fillEntries(elf: ElfFile, bytes: Uint8Array, target: Target): BuiltFunc
     const where = { section: s.name, symbol: e.name };
     const found = target.symbols.lookup(e.name);
     if (found.kind === "ambiguous") {
-      throw new XspliceError(
-        "EINVAL",
-        `${label(s, e.index, e.name)}: several statics named ${e.name} in ${target.path} (${found.files.join(", ")}); name one as "file.c#${e.name}"`,
-        where,
+      const err = ambiguousName(
+        `${label(s, e.index)}: old function`,
+        e.name,
+        target.path,
+        target.symbols.filesOf(e.name),
       );
+      throw new XspliceError(err.errno, err.message, where);
     }
     if (found.kind === "missing" || found.symbol.type !== STT.FUNC) {
       throw new XspliceError(

@@ -1,25 +1,13 @@
 /**
- * Name lookup in a target object's symbol table, the way SPEC §2 resolves a
- * payload's names against it: globals by name; statics as "file.c#name"
- * (the locals that follow the STT_FILE symbol `file.c`, matched by full name
- * or base name); a bare static name only when exactly one file defines it.
+ * Name lookup in a target file's symbol table for `xsplice build`, by the one
+ * SPEC §2 rule the loader uses too (`src/payload/target-symbols.ts`).
  */
-import { basename } from "node:path";
 import { STB, STT } from "../elf/defs.ts";
 import type { ElfSymbol } from "../elf/index.ts";
-
-/** A symbol of the target with the source file it came from, for statics. */
-export interface FoundSymbol {
-  symbol: ElfSymbol;
-  /** The STT_FILE symbol before it (locals only). */
-  file?: string;
-}
+import { NameIndex, type Resolution } from "../payload/target-symbols.ts";
 
 /** The outcome of a lookup: found, absent, or a bare static name several files define. */
-export type Lookup =
-  | { kind: "found"; symbol: ElfSymbol }
-  | { kind: "missing" }
-  | { kind: "ambiguous"; files: string[] };
+export type Lookup = Resolution<ElfSymbol>;
 
 /**
  * Symbols a name may resolve to: defined code and data. Thread-locals are left
@@ -36,10 +24,9 @@ function resolvable(s: ElfSymbol): boolean {
   );
 }
 
-/** An index over one target's symbol table. */
+/** An index over one target file's symbol table, by the SPEC §2 rule (`NameIndex`). */
 export class TargetSymbols {
-  private readonly globals = new Map<string, ElfSymbol>();
-  private readonly locals = new Map<string, FoundSymbol[]>();
+  private readonly index = new NameIndex<ElfSymbol>();
 
   /**
    * `symbols` in table order: ld keeps each file's locals right after that
@@ -53,35 +40,18 @@ export class TargetSymbols {
         continue;
       }
       if (!resolvable(s)) continue;
-      if (s.bind === STB.LOCAL) {
-        const entry: FoundSymbol = file === undefined ? { symbol: s } : { symbol: s, file };
-        const list = this.locals.get(s.name);
-        if (list) list.push(entry);
-        else this.locals.set(s.name, [entry]);
-      } else {
-        // A strong definition wins over a weak one, as the linker chose.
-        const seen = this.globals.get(s.name);
-        if (!seen || (seen.bind === STB.WEAK && s.bind !== STB.WEAK)) this.globals.set(s.name, s);
-      }
+      if (s.bind === STB.LOCAL) this.index.addLocal(s.name, s, file);
+      else this.index.addGlobal(s.name, s, s.bind === STB.WEAK);
     }
   }
 
   /** Look `name` up: "file.c#sym" among that file's statics, else a global, else a unique static. */
   lookup(name: string): Lookup {
-    const hash = name.lastIndexOf("#");
-    if (hash > 0) {
-      const file = name.slice(0, hash);
-      const sym = name.slice(hash + 1);
-      const hit = (this.locals.get(sym) ?? []).find(
-        (s) => s.file !== undefined && (s.file === file || basename(s.file) === file),
-      );
-      return hit ? { kind: "found", symbol: hit.symbol } : { kind: "missing" };
-    }
-    const global = this.globals.get(name);
-    if (global) return { kind: "found", symbol: global };
-    const statics = this.locals.get(name) ?? [];
-    if (statics.length === 1) return { kind: "found", symbol: statics[0]!.symbol };
-    if (statics.length > 1) return { kind: "ambiguous", files: statics.map((s) => s.file ?? "?") };
-    return { kind: "missing" };
+    return this.index.resolve(name);
+  }
+
+  /** The files of the statics `name` is ambiguous between. */
+  filesOf(name: string): string[] {
+    return this.index.filesOf(name);
   }
 }

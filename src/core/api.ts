@@ -5,7 +5,7 @@
  * target seized for their duration (the seize is the lock, `session.ts`).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { ERRNO, XspliceError } from "../errors.ts";
+import { rcLabel, XspliceError } from "../errors.ts";
 import { parseMaps } from "../process/maps.ts";
 import { CMD, type Cmd } from "./actions.ts";
 import type { XspliceContext } from "./context.ts";
@@ -228,9 +228,5 @@ export async function action(pid: number, name: string, cmd: Cmd, opts: ActionOp
   }
 }
 
-/** The errno number of an rc for display (`-11` → `EAGAIN`). */
-export function rcName(rc: number): string {
-  if (rc === 0) return "0";
-  const hit = Object.entries(ERRNO).find(([, v]) => v === -rc);
-  return hit ? hit[0] : String(rc);
-}
+/** The errno name of an rc for display (`-11` → `EAGAIN`); see `rcLabel`. */
+export const rcName = rcLabel;

@@ -62,7 +62,7 @@ import {
 } from "./hooks.ts";
 import { journalWrites, type PatchPlan, type PatchSpan, planPatches } from "./patch-plan.ts";
 import type { Journal, JournalHook, PayloadRecord, RegistryState, State } from "./registry/records.ts";
-import { type SafeStopResult, type StackPolicy, type StopStages, safeStop } from "./safe-stop.ts";
+import { type StackPolicy, type StopStages, safeStop } from "./safe-stop.ts";
 import { type OpenOptions, openTarget, type TargetSession } from "./session.ts";
 
 export type { StackPolicy, StopStages } from "./safe-stop.ts";

@@ -9,6 +9,7 @@
  * struct's `rc` (offset 8) is set to the action's outcome.
  */
 import { errnoName, XspliceError } from "../errors.ts";
+import { XSPLICE_PAYLOAD } from "../payload/abi.ts";
 import { remoteCall } from "../process/remote-call.ts";
 import type { JournalHook, PayloadRecord } from "./registry/records.ts";
 import type { TargetSession } from "./session.ts";
@@ -25,7 +26,7 @@ export type HookKind =
   | "revert";
 
 /** Offset of `rc` in `struct xsplice_payload`. */
-const STRUCT_RC_OFFSET = 8n;
+const STRUCT_RC_OFFSET = BigInt(XSPLICE_PAYLOAD.rc);
 
 /** The addresses of `p`'s hooks of `kind`, in run order (load/unload arrays keep section order). */
 export function hookAddresses(p: PayloadRecord, kind: HookKind): bigint[] {

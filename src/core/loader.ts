@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import { archFor } from "../arch/index.ts";
 import { ERRNO, XspliceError } from "../errors.ts";
 import { hex, hexBytes } from "../hex.ts";
+import { OLD_ADDR_FIELD, XSPLICE_PAYLOAD } from "../payload/abi.ts";
 import { DEFAULT_MAX_PAYLOAD_SIZE, type Payload, readPayload } from "../payload/index.ts";
 import { type Mapping, mappedExactly, readMaps } from "../process/maps.ts";
 import { ProcessMemory } from "../process/memory.ts";
@@ -160,7 +161,7 @@ function finishImage(
   const funcs = funcsSectionAddress(payload, linked);
   if (funcs !== undefined) {
     for (const [i, f] of payload.funcs.entries()) {
-      const at = funcs + BigInt(f.entryOffset) + 16n; // old_addr: offset 16 in both entry layouts
+      const at = funcs + BigInt(f.entryOffset) + BigInt(OLD_ADDR_FIELD);
       const region = regionOf(linked, at);
       new DataView(linked.regions[region].buffer).setBigUint64(
         Number(at - linked.bases[region]),
@@ -173,10 +174,10 @@ function finishImage(
   const rw = linked.regions.rw;
   const base = linked.bases.rw + BigInt(structOffset);
   const dv = new DataView(rw.buffer, rw.byteOffset + structOffset, PAYLOAD_STRUCT_SIZE);
-  dv.setBigUint64(0, base + BigInt(PAYLOAD_STRUCT_SIZE), true); // name, right after the struct
-  dv.setBigInt64(8, 0n, true); // rc
-  dv.setBigUint64(16, funcs ?? 0n, true);
-  dv.setBigUint64(24, BigInt(payload.funcs.length), true);
+  dv.setBigUint64(XSPLICE_PAYLOAD.name, base + BigInt(PAYLOAD_STRUCT_SIZE), true); // the name follows the struct
+  dv.setBigInt64(XSPLICE_PAYLOAD.rc, 0n, true);
+  dv.setBigUint64(XSPLICE_PAYLOAD.funcs, funcs ?? 0n, true);
+  dv.setBigUint64(XSPLICE_PAYLOAD.count, BigInt(payload.funcs.length), true);
   rw.set(Buffer.from(`${name}\0`, "latin1"), structOffset + PAYLOAD_STRUCT_SIZE);
   return base;
 }

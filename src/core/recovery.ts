@@ -90,7 +90,7 @@ function settleRunningHooks(j: Journal, evidence: readonly InjectionTrace[]): vo
     if (h.phase !== "running") continue;
     const slot = evidence.find((e) => e.fn === BigInt(h.addr));
     if (slot?.done) h.phase = "done";
-    else if (slot && slot.ownerAlive)
+    else if (slot?.ownerAlive)
       throw new XspliceError(
         "EBUSY",
         `the ${h.kind} hook of '${h.payload}' that the killed run called is still running in thread ${slot.owner}; try again once it has returned`,

@@ -7,10 +7,12 @@
  * is an `XspliceError` naming the section, entry and file offset.
  */
 
-import { EM, ET, R_AARCH64, R_X86_64, SHF, SHT } from "../elf/defs.ts";
+import { MACHINES } from "../arch/machines.ts";
+import { ET, SHF, SHT } from "../elf/defs.ts";
 import { type ElfFile, type ElfSymbol, parseNotes, type Rela, readElf, type Section } from "../elf/index.ts";
 import { type ErrorLocation, XspliceError } from "../errors.ts";
 import { hex } from "../hex.ts";
+import { LIVEPATCH_FUNC, XSPLICE_FUNC, XSPLICE_SYMBOL } from "./abi.ts";
 import { splitSignature } from "./signature.ts";
 import {
   type HookRef,
@@ -23,7 +25,6 @@ import {
   type SymbolRef,
   type TargetSymbol,
 } from "./types.ts";
-
 /** Limits of `readPayload` (SPEC §2: both configurable). */
 export interface ReadPayloadOptions {
   /** Largest accepted file, in bytes (default 16 MiB). */
@@ -38,11 +39,11 @@ export const DEFAULT_MAX_PAYLOAD_SIZE = 16 * 1024 * 1024;
 export const DEFAULT_MAX_SECTIONS = 65535;
 
 /** Size of a native `struct xsplice_patch_func` (SPEC §1). */
-export const XSPLICE_FUNC_SIZE = 64;
+export const XSPLICE_FUNC_SIZE = XSPLICE_FUNC.size;
 /** Size of Xen's `struct livepatch_func` version 2 (SPEC §1). */
-export const LIVEPATCH_FUNC_SIZE = 104;
+export const LIVEPATCH_FUNC_SIZE = LIVEPATCH_FUNC.size;
 /** Size of one `struct xsplice_symbol { unsigned long addr; const char *name; }`. */
-export const XSPLICE_SYMBOL_SIZE = 16;
+export const XSPLICE_SYMBOL_SIZE = XSPLICE_SYMBOL.size;
 /** The only livepatch entry version xsplice reads. */
 export const LIVEPATCH_VERSION = 2;
 /** Most bytes a NOP entry may cover (and most expectation bytes): Xen's limit, SPEC §2. */
@@ -50,17 +51,6 @@ export const MAX_NOP_BYTES = 31;
 
 /** OS/ABI values accepted (SPEC §2): ELFOSABI_NONE (System V) and ELFOSABI_GNU (what ld writes with IFUNCs). */
 const OSABI_OK = new Set([0, 3]);
-
-/**
- * Per machine: the smallest `old_size` that takes a trampoline (SPEC §2: `e9`
- * rel32 is 5 bytes; one arm64 `B` is 4) and the 64-bit absolute relocation
- * type that fills pointer fields. The endbr64 case (≥ 9) needs the target's
- * bytes and is left to the loader.
- */
-const MACHINES: Record<number, { name: string; minPatch: number; abs64: number }> = {
-  [EM.X86_64]: { name: "x86-64", minPatch: 5, abs64: R_X86_64["64"] },
-  [EM.AARCH64]: { name: "arm64", minPatch: 4, abs64: R_AARCH64.ABS64 },
-};
 
 /** Section names of each format (SPEC §1). */
 const NAMES: Record<PayloadFormat, { funcs: string; target: string; depends: string; hooks: string }> = {
@@ -324,29 +314,30 @@ function zeroRange(dv: DataView, from: number, to: number): number | undefined {
 
 /** Native `struct xsplice_patch_func` (SPEC §1). */
 const XSPLICE_LAYOUT: EntryLayout = {
-  size: XSPLICE_FUNC_SIZE,
-  nameField: 32,
-  newAddrField: 0,
+  size: XSPLICE_FUNC.size,
+  nameField: XSPLICE_FUNC.name,
+  newAddrField: XSPLICE_FUNC.newAddr,
   read(dv, base, where, label) {
-    const nz = zeroRange(dv, base + 40, base + 64);
-    if (nz !== undefined) fail("EINVAL", `${label}: pad byte ${nz - base - 40} is not zero`, where);
+    const nz = zeroRange(dv, base + XSPLICE_FUNC.pad, base + XSPLICE_FUNC.size);
+    if (nz !== undefined)
+      fail("EINVAL", `${label}: pad byte ${nz - base - XSPLICE_FUNC.pad} is not zero`, where);
     return {
-      newAddr: dv.getBigUint64(base, true),
-      newSize: dv.getBigUint64(base + 8, true),
-      oldAddr: dv.getBigUint64(base + 16, true),
-      oldSize: dv.getBigUint64(base + 24, true),
-      name: dv.getBigUint64(base + 32, true),
+      newAddr: dv.getBigUint64(base + XSPLICE_FUNC.newAddr, true),
+      newSize: dv.getBigUint64(base + XSPLICE_FUNC.newSize, true),
+      oldAddr: dv.getBigUint64(base + XSPLICE_FUNC.oldAddr, true),
+      oldSize: dv.getBigUint64(base + XSPLICE_FUNC.oldSize, true),
+      name: dv.getBigUint64(base + XSPLICE_FUNC.name, true),
     };
   },
 };
 
 /** Xen's `struct livepatch_func` version 2 (SPEC §1 compatibility). */
 const LIVEPATCH_LAYOUT: EntryLayout = {
-  size: LIVEPATCH_FUNC_SIZE,
-  nameField: 0,
-  newAddrField: 8,
+  size: LIVEPATCH_FUNC.size,
+  nameField: LIVEPATCH_FUNC.name,
+  newAddrField: LIVEPATCH_FUNC.newAddr,
   read(dv, base, where, label) {
-    const version = dv.getUint8(base + 32);
+    const version = dv.getUint8(base + LIVEPATCH_FUNC.version);
     if (version !== LIVEPATCH_VERSION) {
       fail(
         "EOPNOTSUPP",
@@ -355,24 +346,24 @@ const LIVEPATCH_LAYOUT: EntryLayout = {
       );
     }
     // opaque, applied and padding: the hypervisor's scratch space, zero in a file.
-    const nz = zeroRange(dv, base + 33, base + 72);
+    const nz = zeroRange(dv, base + LIVEPATCH_FUNC.opaque, base + LIVEPATCH_FUNC.expectCtl);
     if (nz !== undefined)
       fail("EINVAL", `${label}: byte ${nz - base} (opaque/applied/padding) is not zero`, where);
-    const ctl = dv.getUint8(base + 72);
+    const ctl = dv.getUint8(base + LIVEPATCH_FUNC.expectCtl);
     if ((ctl & 0xc0) !== 0) fail("EINVAL", `${label}: expectation reserved bits set (${hex(ctl)})`, where);
     const len = (ctl >> 1) & 0x1f;
     const enabled = (ctl & 1) !== 0;
     if (enabled && len === 0) fail("EINVAL", `${label}: expectation enabled with length 0`, where);
     if (len > MAX_NOP_BYTES) fail("EINVAL", `${label}: expectation length ${len} > ${MAX_NOP_BYTES}`, where);
     const fields = {
-      name: dv.getBigUint64(base, true),
-      newAddr: dv.getBigUint64(base + 8, true),
-      oldAddr: dv.getBigUint64(base + 16, true),
-      newSize: BigInt(dv.getUint32(base + 24, true)),
-      oldSize: BigInt(dv.getUint32(base + 28, true)),
+      name: dv.getBigUint64(base + LIVEPATCH_FUNC.name, true),
+      newAddr: dv.getBigUint64(base + LIVEPATCH_FUNC.newAddr, true),
+      oldAddr: dv.getBigUint64(base + LIVEPATCH_FUNC.oldAddr, true),
+      newSize: BigInt(dv.getUint32(base + LIVEPATCH_FUNC.newSize, true)),
+      oldSize: BigInt(dv.getUint32(base + LIVEPATCH_FUNC.oldSize, true)),
     };
     if (!enabled) return fields;
-    const bytes = new Uint8Array(dv.buffer, dv.byteOffset + base + 73, len);
+    const bytes = new Uint8Array(dv.buffer, dv.byteOffset + base + LIVEPATCH_FUNC.expectBytes, len);
     return { ...fields, expect: Uint8Array.from(bytes) };
   },
 };
@@ -618,7 +609,10 @@ export function readPayload(bytes: Uint8Array, opts: ReadPayloadOptions = {}): P
   if (funcsSection !== undefined) {
     const relocs = pointerRelocations(elf, funcsSection, machine.abs64);
     const layout = format === "xsplice" ? XSPLICE_LAYOUT : LIVEPATCH_LAYOUT;
-    funcs = readFuncs({ elf, symbols, section: funcsSection, relocs, minPatch: machine.minPatch }, layout);
+    funcs = readFuncs(
+      { elf, symbols, section: funcsSection, relocs, minPatch: machine.trampolineSize },
+      layout,
+    );
   }
   if (funcs.length === 0 && !hasHooks(hooks)) {
     fail("EINVAL", `no ${names.funcs} entries and no hooks: the payload does nothing`, {

@@ -10,7 +10,7 @@
 import { constants as osConstants } from "node:os";
 import koffi from "koffi";
 import { decodeRegs, encodeRegs, FP_REGSET, REGS_SIZE, type Regs } from "../arch/host.ts";
-import { ERRNO, type ErrnoName, XspliceError } from "../errors.ts";
+import { errnoLabel, reportedErrno, XspliceError } from "../errors.ts";
 
 // ptrace requests (<sys/ptrace.h>, x86-64).
 /** `PTRACE_*` request numbers. */
@@ -88,18 +88,6 @@ export function signalName(sig: number): string {
   return `signal ${sig}`;
 }
 
-/** The errno name for a number (`ESRCH`), from Node's table; `errno N` when unknown. */
-export function errnoLabel(code: number): string {
-  for (const [name, n] of Object.entries(osConstants.errno)) if (n === code) return name;
-  return `errno ${code}`;
-}
-
-/** The `ErrnoName` xsplice reports for a raw errno; errnos outside the SPEC's table become `EIO`. */
-export function toErrnoName(code: number): ErrnoName {
-  for (const [name, n] of Object.entries(ERRNO)) if (n === code) return name as ErrnoName;
-  return "EIO";
-}
-
 /**
  * Build the error for a failed libc call: `ptrace(PTRACE_SEIZE) tid 42: ESRCH`.
  * Exported so that the errno mapping can be tested without provoking each errno.
@@ -108,7 +96,7 @@ export function callError(call: string, code: number, tid?: number, hint?: strin
   const where = tid === undefined ? {} : { tid };
   const who = tid === undefined ? "" : ` tid ${tid}`;
   return new XspliceError(
-    toErrnoName(code),
+    reportedErrno(code),
     `${call}${who}: ${errnoLabel(code)}${hint ? ` (${hint})` : ""}`,
     where,
   );

@@ -12,12 +12,12 @@
  * disk, or lives in another mount namespace.
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
-import { basename } from "node:path";
 import { ET, PT, SHT, STB, STT, STV } from "../elf/defs.ts";
 import { EhFrame } from "../elf/eh-frame.ts";
 import { type ElfFile, readElf } from "../elf/file.ts";
 import type { ElfSymbol } from "../elf/symbol.ts";
 import { XspliceError } from "../errors.ts";
+import { NameIndex, type Resolution } from "../payload/target-symbols.ts";
 import { isFileMapping, type Mapping, mappingAt, procError, readMaps } from "./maps.ts";
 import { readMemory } from "./memory.ts";
 
@@ -51,11 +51,7 @@ export interface ObjectSymbol {
 /** How a name resolved: the symbol, several statics sharing a bare name, or nothing. */
 export type SymbolResolution = Resolution<ObjectSymbol>;
 
-/** A resolution over any symbol shape. */
-export type Resolution<T> =
-  | { kind: "found"; symbol: T }
-  | { kind: "ambiguous"; candidates: T[] }
-  | { kind: "missing" };
+export type { Resolution } from "../payload/target-symbols.ts";
 
 /** An ELF object mapped in a process. */
 export interface MappedObject {
@@ -390,9 +386,8 @@ type IndexedSymbol = Omit<ObjectSymbol, "address">;
 
 /** Name and address indexes over an object's symbol tables, built on first use and cached with the file. */
 class SymbolIndex {
-  private readonly globals = new Map<string, IndexedSymbol>();
-  private readonly locals = new Map<string, IndexedSymbol[]>();
-  private readonly qualified = new Map<string, IndexedSymbol[]>();
+  /** Names by the one SPEC §2 rule (`src/payload/target-symbols.ts`). */
+  private readonly names = new NameIndex<IndexedSymbol>();
   private readonly exported = new Map<string, IndexedSymbol>();
   private readonly byAddress: IndexedSymbol[];
 
@@ -418,21 +413,14 @@ class SymbolIndex {
       };
       if (s.bind === STB.LOCAL) {
         if (file !== undefined) sym.file = file;
-        push(this.locals, s.name, sym);
-        if (file !== undefined) {
-          push(this.qualified, `${file}#${s.name}`, sym);
-          const base = basename(file);
-          if (base !== file) push(this.qualified, `${base}#${s.name}`, sym);
-        }
-      } else if (!this.globals.has(s.name) || s.bind === STB.GLOBAL) {
-        this.globals.set(s.name, sym);
-      }
+        this.names.addLocal(s.name, sym, file);
+      } else this.names.addGlobal(s.name, sym, s.bind === STB.WEAK);
       all.push(sym);
     }
     for (const sym of dyn.values()) {
       this.exported.set(sym.name, sym);
-      if (!this.globals.has(sym.name)) {
-        this.globals.set(sym.name, sym);
+      if (!this.names.hasGlobal(sym.name)) {
+        this.names.addGlobal(sym.name, sym, sym.bind === STB.WEAK);
         all.push(sym);
       }
     }
@@ -442,20 +430,7 @@ class SymbolIndex {
   }
 
   resolve(name: string): Resolution<IndexedSymbol> {
-    const hash = name.indexOf("#");
-    if (hash > 0) {
-      const list = this.qualified.get(name) ?? [];
-      if (list.length === 1) return { kind: "found", symbol: list[0]! };
-      if (list.length > 1) return { kind: "ambiguous", candidates: list };
-      return { kind: "missing" };
-    }
-    const g = this.globals.get(name);
-    if (g) return { kind: "found", symbol: g };
-    // A bare static name resolves only when one file defines it (SPEC §2).
-    const list = this.locals.get(name) ?? [];
-    if (list.length === 1) return { kind: "found", symbol: list[0]! };
-    if (list.length > 1) return { kind: "ambiguous", candidates: list };
-    return { kind: "missing" };
+    return this.names.resolve(name);
   }
 
   dynamic(name: string): IndexedSymbol | undefined {
@@ -481,12 +456,6 @@ class SymbolIndex {
     }
     return undefined;
   }
-}
-
-function push<T>(map: Map<string, T[]>, key: string, v: T): void {
-  const list = map.get(key);
-  if (list) list.push(v);
-  else map.set(key, [v]);
 }
 
 function isAddressable(s: ElfSymbol): boolean {

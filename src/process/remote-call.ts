@@ -53,7 +53,7 @@ import {
   syscallRegs,
 } from "../arch/host.ts";
 import { PF, PT } from "../elf/defs.ts";
-import { XspliceError } from "../errors.ts";
+import { errnoLabel, reportedErrno, XspliceError } from "../errors.ts";
 import { hex } from "../hex.ts";
 import {
   type BootstrapSyscalls,
@@ -67,14 +67,12 @@ import {
   stillMapped,
 } from "./inject-page.ts";
 import {
-  errnoLabel,
   ptraceGetFpState,
   ptraceGetSigmask,
   ptraceSetFpState,
   ptraceSetSigmask,
   SIG,
   signalName,
-  toErrnoName,
 } from "./libc.ts";
 import { readMaps } from "./maps.ts";
 import type { ThreadStop, Tracee } from "./threads.ts";
@@ -136,7 +134,7 @@ function restore(tracee: Tracee, tid: number, saved: Saved): void {
 export function syscallResult(tracee: Tracee, tid: number, r: bigint, what: string): bigint {
   if (r < 0n && r >= -4095n) {
     const code = Number(-r);
-    throw new XspliceError(toErrnoName(code), `${what} in process ${tracee.pid}: ${errnoLabel(code)}`, {
+    throw new XspliceError(reportedErrno(code), `${what} in process ${tracee.pid}: ${errnoLabel(code)}`, {
       pid: tracee.pid,
       tid,
     });

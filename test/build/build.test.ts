@@ -247,7 +247,10 @@ describe("errors", () => {
 
   test("a bare static name two files define: EINVAL asking for file.c#name", () => {
     const e = buildError({ sources: [fixture("ambiguous.c")], target }, "EINVAL");
-    assert.match(e.message, /several statics named helper.*target-main\.c, target-util\.c/);
+    assert.match(
+      e.message,
+      /'helper' is ambiguous in .*: 2 statics \(target-main\.c, target-util\.c\); name one as "file\.c#helper"/,
+    );
   });
 
   test("target without a build-id: EINVAL", () => {

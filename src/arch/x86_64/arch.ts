@@ -1,5 +1,6 @@
 /** The x86-64 implementation of {@link Arch}: SDM encodings plus the psABI relocation table. */
 import { EM } from "../../elf/defs.ts";
+import { MACHINES } from "../machines.ts";
 import type { Arch } from "../types.ts";
 import {
   absoluteStub,
@@ -8,7 +9,6 @@ import {
   nops,
   patchOffset,
   STUB_SIZE,
-  TRAMPOLINE_SIZE,
   trampoline,
 } from "./encode.ts";
 import { loadFromSlot, pcFieldUse } from "./insn.ts";
@@ -19,7 +19,7 @@ export const x86_64: Arch = {
   machine: EM.X86_64,
   name: "x86_64",
   trampoline,
-  trampolineSize: TRAMPOLINE_SIZE,
+  trampolineSize: MACHINES[EM.X86_64]!.trampolineSize,
   nops,
   patchOffset,
   minPatchSize,

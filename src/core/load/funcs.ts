@@ -3,10 +3,12 @@
  * write for each entry (SPEC §3): computed at upload, before anything is
  * written, and kept in the registry record.
  */
+
 import type { Arch } from "../../arch/index.ts";
 import { XspliceError } from "../../errors.ts";
 import { hex, hexBytes } from "../../hex.ts";
 import type { PatchFunc, Payload } from "../../payload/index.ts";
+import { ambiguousName } from "../../payload/target-symbols.ts";
 import type { MappedObject } from "../../process/objects.ts";
 import { checkPatchSite, type LinkedImage } from "../link/index.ts";
 import type { FuncRecord } from "../registry/records.ts";
@@ -21,10 +23,11 @@ export function oldAddressOf(f: PatchFunc, obj: MappedObject): bigint {
   const r = obj.resolve(f.name);
   if (r.kind === "found") return r.symbol.address;
   if (r.kind === "ambiguous")
-    throw new XspliceError(
-      "ENOENT",
-      `old function '${f.name}' is ambiguous in ${obj.path} (${r.candidates.length} statics; name it file.c#${f.name})`,
-      { symbol: f.name },
+    throw ambiguousName(
+      "old function",
+      f.name,
+      obj.path,
+      r.candidates.map((c) => c.file ?? "?"),
     );
   throw new XspliceError("ENOENT", `old function '${f.name}' not found in ${obj.path}`, { symbol: f.name });
 }

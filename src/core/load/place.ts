@@ -4,14 +4,16 @@
  * ±2 GiB of every byte of the target object, so every rel32 reference to it
  * fits without a stub.
  */
+
 import { XspliceError } from "../../errors.ts";
+import { XSPLICE_PAYLOAD } from "../../payload/abi.ts";
 import { findFreeRange, REL32_REACH } from "../../process/free-ranges.ts";
 import type { Mapping } from "../../process/maps.ts";
 import type { MappedObject } from "../../process/objects.ts";
 import { type Layout, REGIONS, type Region, type RegionBases } from "../link/index.ts";
 
 /** Bytes the loader adds to RW for the `struct xsplice_payload` hooks receive and its name. */
-export const PAYLOAD_STRUCT_SIZE = 64;
+export const PAYLOAD_STRUCT_SIZE = XSPLICE_PAYLOAD.size;
 
 /** The placement of a payload: region bases and the whole range they occupy. */
 export interface Placement {
