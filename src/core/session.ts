@@ -18,6 +18,7 @@ import { readFileSync } from "node:fs";
 import { XspliceError } from "../errors.ts";
 import { getpid } from "../process/libc.ts";
 import type { ProcessMemory } from "../process/memory.ts";
+import type { StopBoost } from "../process/priority.ts";
 import {
   finishLeftoverInjections,
   injectionEvidence,
@@ -59,6 +60,8 @@ export interface OpenOptions {
   recover?: boolean;
   /** The caches to use (default: a fresh context, nothing kept after the call). */
   context?: XspliceContext;
+  /** How xsplice raises its own thread while the target is stopped (default `DEFAULT_BOOST`). */
+  boost?: StopBoost;
 }
 
 /** What `openTarget` found and put right before handing out the session. */
@@ -167,7 +170,7 @@ function seizeExclusive(pid: number, opts: OpenOptions): Tracee {
       continue;
     }
     try {
-      return Tracee.seize(pid, { stop: false, timeoutMs: 5000 });
+      return Tracee.seize(pid, { stop: false, timeoutMs: 5000, boost: opts.boost });
     } catch (err) {
       // Lost a race with another run between the check and the seize: go round.
       if (err instanceof XspliceError && err.errno === "EBUSY" && tracerInfo(pid) !== undefined) continue;

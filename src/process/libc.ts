@@ -413,3 +413,42 @@ export function processVmWritev(pid: number, addr: bigint, bytes: Uint8Array): n
     throw callError("process_vm_writev", errno(), undefined, `pid ${pid} address 0x${addr.toString(16)}`);
   return Number(n);
 }
+
+// ---- Scheduling of the tracer's own thread (src/process/priority.ts) ----------------------
+
+const c_sched_getscheduler = lib.func("int sched_getscheduler(int pid)");
+const c_sched_setscheduler = lib.func("int sched_setscheduler(int pid, int policy, int *param)");
+const c_sched_getparam = lib.func("int sched_getparam(int pid, _Out_ int *param)");
+const c_getpriority = lib.func("int getpriority(int which, int who)");
+const c_setpriority = lib.func("int setpriority(int which, int who, int prio)");
+
+/** `SCHED_*` policies (<sched.h>). */
+export const SCHED = { OTHER: 0, FIFO: 1, RR: 2, BATCH: 3, IDLE: 5 } as const;
+
+/** The calling thread's scheduling policy and priority (`sched_getscheduler`/`sched_getparam` of 0). */
+export function schedGet(): { policy: number; priority: number } {
+  const policy = c_sched_getscheduler(0) as number;
+  if (policy === -1) throw callError("sched_getscheduler", errno());
+  const out = [0];
+  if ((c_sched_getparam(0, out) as number) === -1) throw callError("sched_getparam", errno());
+  return { policy, priority: out[0] ?? 0 };
+}
+
+/** Set the calling thread's scheduling policy and priority (`sched_setscheduler(0, …)`). */
+export function schedSet(policy: number, priority: number): void {
+  if ((c_sched_setscheduler(0, policy, [priority]) as number) === -1)
+    throw callError("sched_setscheduler", errno());
+}
+
+/** The calling thread's nice value (Linux keeps it per thread; `getpriority(PRIO_PROCESS, 0)`). */
+export function niceGet(): number {
+  setErrno(0);
+  const v = c_getpriority(0, 0) as number;
+  if (v === -1 && errno() !== 0) throw callError("getpriority", errno());
+  return v;
+}
+
+/** Set the calling thread's nice value (`setpriority(PRIO_PROCESS, 0, n)`). */
+export function niceSet(n: number): void {
+  if ((c_setpriority(0, 0, n) as number) === -1) throw callError("setpriority", errno());
+}

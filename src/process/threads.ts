@@ -40,6 +40,7 @@ import {
   waitTid,
 } from "./libc.ts";
 import { ProcessMemory } from "./memory.ts";
+import { boostThread, DEFAULT_BOOST, type StopBoost } from "./priority.ts";
 
 /** Options for stopping a process. */
 export interface StopOptions {
@@ -49,6 +50,8 @@ export interface StopOptions {
 
 /** Options of `Tracee.seize`. */
 export interface SeizeOptions extends StopOptions {
+  /** How the tracer raises itself while the process is stopped (default `DEFAULT_BOOST`). */
+  boost?: StopBoost;
   /**
    * Stop every thread as part of the seize (default true). With false the
    * process keeps running, held: a caller that may not need a stop at all
@@ -168,10 +171,14 @@ export class Tracee {
   private readonly held = new Map<string, unknown>();
   /** When the current stop began (ms, `performance.now()`), or undefined while running. */
   private stopBegan: number | undefined;
+  /** How this tracer raises itself while the process is stopped, and the undo of the current raise. */
+  private readonly boost: StopBoost;
+  private unboost: (() => void) | undefined;
   private ledger: StopLedger = { stops: 0, totalMs: 0, longestMs: 0 };
 
-  private constructor(pid: number) {
+  private constructor(pid: number, boost: StopBoost) {
     this.pid = pid;
+    this.boost = boost;
     this.memory = new ProcessMemory(pid, { tid: () => this.anyStoppedThread() });
   }
 
@@ -193,8 +200,8 @@ export class Tracee {
     checkHost();
     const stop = opts.stop !== false;
     const deadline = nowMs() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    const t = new Tracee(pid);
-    if (stop) t.stopBegan = nowMs();
+    const t = new Tracee(pid, opts.boost ?? DEFAULT_BOOST);
+    if (stop) t.beginStop();
     try {
       for (let round = 0; ; round++) {
         const fresh = listTids(pid).filter((tid) => !t.state.has(tid));
@@ -468,7 +475,7 @@ export class Tracee {
     if (!this.attached)
       throw new XspliceError("ESRCH", `process ${this.pid} is no longer attached`, { pid: this.pid });
     const deadline = nowMs() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    this.stopBegan ??= nowMs();
+    this.beginStop();
     for (const th of this.state.values()) if (th.running) this.interrupt(th.tid);
     this.waitAllStopped(deadline);
     if (this.state.size === 0)
@@ -503,10 +510,24 @@ export class Tracee {
     this.endStop();
   }
 
-  /** Close the current stop in the ledger: threads run again (resumed or detached). */
+  /** Open a stop in the ledger (no-op while one is open), raising this tracer for its span. */
+  private beginStop(): void {
+    if (this.stopBegan !== undefined) return;
+    this.stopBegan = nowMs();
+    this.unboost = boostThread(this.boost);
+  }
+
+  /**
+   * Close the current stop in the ledger: threads run again (resumed or
+   * detached). The time is taken before the tracer drops its boost: from then
+   * on the threads run, and the tracer may wait for a CPU before it gets on.
+   */
   private endStop(): void {
+    const end = nowMs();
+    this.unboost?.();
+    this.unboost = undefined;
     if (this.stopBegan === undefined) return;
-    const ms = nowMs() - this.stopBegan;
+    const ms = end - this.stopBegan;
     this.stopBegan = undefined;
     this.ledger = {
       stops: this.ledger.stops + 1,
