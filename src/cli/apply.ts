@@ -23,6 +23,30 @@ export function timeoutOf(input: CommandInput): number | undefined {
   return n;
 }
 
+/** Default of `--retry-for`: long enough to ride out a busy moment of the host, short for a script. */
+export const DEFAULT_RETRY_MS = 5000;
+
+/** The options every action command takes besides its own. */
+export const ACTION_OPTIONS = { timeout: { type: "string" }, "retry-for": { type: "string" } } as const;
+
+/**
+ * `--retry-for DURATION`: how long an action that failed with `EBUSY` is tried
+ * again (`5s`, `500ms`, `2000` for ms; `0` disables). Default 5 s.
+ */
+export function retryForOf(input: CommandInput): number {
+  const v = input.values["retry-for"];
+  if (v === undefined) return DEFAULT_RETRY_MS;
+  const m = typeof v === "string" ? /^(\d+)(ms|s)?$/.exec(v) : null;
+  if (!m)
+    throw new XspliceError(
+      "EINVAL",
+      `--retry-for ${JSON.stringify(String(v))} is not a duration (e.g. 5s, 500ms, 0)`,
+    );
+  const n = Number(m[1]) * (m[2] === "s" ? 1000 : 1);
+  if (!Number.isSafeInteger(n)) throw new XspliceError("EINVAL", `--retry-for ${v} is too long`);
+  return n;
+}
+
 /** The JSON document and text line of an action; warnings also go to stderr in text mode. */
 export function actionOutput(pid: number, r: ActionResult, json: boolean): CommandResult {
   if (!json) for (const w of r.warnings) process.stderr.write(`xsplice: warning: ${w}\n`);
@@ -40,6 +64,7 @@ export function actionOutput(pid: number, r: ActionResult, json: boolean): Comma
       stopWindowMs: r.stopWindowMs,
       pause: r.pause,
       attempts: r.attempts,
+      tries: r.tries ?? 1,
       warnings: r.warnings,
     },
     text: done,
@@ -49,9 +74,9 @@ export function actionOutput(pid: number, r: ActionResult, json: boolean): Comma
 /** `xsplice apply`. */
 export const applyCommand: Command = {
   name: "apply",
-  usage: "apply PID NAME [--nodeps] [--timeout MS]",
+  usage: "apply PID NAME [--nodeps] [--timeout MS] [--retry-for DURATION]",
   summary: "patch a CHECKED payload's functions in one safe stop (state APPLIED)",
-  options: { nodeps: { type: "boolean" }, timeout: { type: "string" } },
+  options: { nodeps: { type: "boolean" }, ...ACTION_OPTIONS },
   positionals: [2, 2],
   describe: (p) => describeAction("apply", p[0], p[1]),
   async run(input) {
@@ -59,6 +84,7 @@ export const applyCommand: Command = {
     const pid = checkPid(pidText);
     const r = performAction(pid, name, "APPLY", {
       timeoutMs: timeoutOf(input),
+      retryForMs: retryForOf(input),
       flags: { nodeps: input.values["nodeps"] === true },
     });
     return actionOutput(pid, r, input.json);

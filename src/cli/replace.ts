@@ -4,15 +4,15 @@
  */
 import { checkPid } from "../core/api.ts";
 import { performAction } from "../core/execute.ts";
-import { actionOutput, describeAction, timeoutOf } from "./apply.ts";
+import { ACTION_OPTIONS, actionOutput, describeAction, retryForOf, timeoutOf } from "./apply.ts";
 import type { Command } from "./command.ts";
 
 /** `xsplice replace`. */
 export const replaceCommand: Command = {
   name: "replace",
-  usage: "replace PID NAME [--timeout MS]",
+  usage: "replace PID NAME [--timeout MS] [--retry-for DURATION]",
   summary: "revert every applied payload of the object and apply NAME, in one stop",
-  options: { timeout: { type: "string" } },
+  options: { ...ACTION_OPTIONS },
   positionals: [2, 2],
   describe: (p) => describeAction("replace", p[0], p[1]),
   async run(input) {
@@ -20,7 +20,7 @@ export const replaceCommand: Command = {
     const pid = checkPid(pidText);
     return actionOutput(
       pid,
-      performAction(pid, name, "REPLACE", { timeoutMs: timeoutOf(input) }),
+      performAction(pid, name, "REPLACE", { timeoutMs: timeoutOf(input), retryForMs: retryForOf(input) }),
       input.json,
     );
   },

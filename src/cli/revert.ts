@@ -1,20 +1,24 @@
 /** `xsplice revert PID NAME [--timeout MS]` (SPEC §5, §10): undo the most recent payload of its object. */
 import { checkPid } from "../core/api.ts";
 import { performAction } from "../core/execute.ts";
-import { actionOutput, describeAction, timeoutOf } from "./apply.ts";
+import { ACTION_OPTIONS, actionOutput, describeAction, retryForOf, timeoutOf } from "./apply.ts";
 import type { Command } from "./command.ts";
 
 /** `xsplice revert`. */
 export const revertCommand: Command = {
   name: "revert",
-  usage: "revert PID NAME [--timeout MS]",
+  usage: "revert PID NAME [--timeout MS] [--retry-for DURATION]",
   summary: "write an APPLIED payload's undo buffers back (state CHECKED)",
-  options: { timeout: { type: "string" } },
+  options: { ...ACTION_OPTIONS },
   positionals: [2, 2],
   describe: (p) => describeAction("revert", p[0], p[1]),
   async run(input) {
     const [pidText, name] = input.positionals as [string, string];
     const pid = checkPid(pidText);
-    return actionOutput(pid, performAction(pid, name, "REVERT", { timeoutMs: timeoutOf(input) }), input.json);
+    return actionOutput(
+      pid,
+      performAction(pid, name, "REVERT", { timeoutMs: timeoutOf(input), retryForMs: retryForOf(input) }),
+      input.json,
+    );
   },
 };

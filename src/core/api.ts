@@ -7,9 +7,10 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { rcLabel, XspliceError } from "../errors.ts";
 import { parseMaps } from "../process/maps.ts";
+import type { StopLedger } from "../process/threads.ts";
 import { CMD, type Cmd } from "./actions.ts";
 import type { XspliceContext } from "./context.ts";
-import { type ActionResult, type PerformOptions, runAction } from "./execute.ts";
+import { type ActionResult, addLedgers, type PerformOptions, retryAfter, runAction } from "./execute.ts";
 import {
   planUpload,
   type UploadOptions,
@@ -106,25 +107,36 @@ export function load(
   opts: UploadOptions & PerformOptions = {},
 ): LoadResult {
   const n = checkPid(pid);
-  const up = planUpload(n, name, bytes, opts);
-  const session = openTarget(n, { waitMs: opts.waitMs, forPayload: name, context: opts.context });
-  try {
-    const uploaded = uploadPrepared(session, up);
-    let result: ActionResult;
+  const start = performance.now();
+  let pause: StopLedger | undefined;
+  for (let tries = 1; ; tries++) {
+    const up = planUpload(n, name, bytes, opts);
+    const session = openTarget(n, {
+      waitMs: opts.waitMs,
+      forPayload: name,
+      context: opts.context,
+      boost: opts.boost,
+    });
     try {
-      result = runAction(session, name, "APPLY", opts);
-    } catch (err) {
+      const uploaded = uploadPrepared(session, up);
+      let result: ActionResult;
       try {
-        unloadPayload(session, name);
-      } catch {
-        // The apply's error is the one to report; an unload failure leaves a CHECKED payload.
+        result = runAction(session, name, "APPLY", { ...opts, leaveStopped: true });
+      } catch (err) {
+        try {
+          unloadPayload(session, name);
+        } catch {
+          // The apply's error is the one to report; an unload failure leaves a CHECKED payload.
+        }
+        throw err;
       }
-      throw err;
+      session.close();
+      return { ...result, pause: addLedgers(pause, session.tracee.stops), tries, upload: uploaded.timings };
+    } catch (err) {
+      session.close();
+      pause = addLedgers(pause, session.tracee.stops);
+      if (!retryAfter(err, start, opts.retryForMs ?? 0, tries)) throw err;
     }
-    session.close();
-    return { ...result, pause: session.tracee.stops, tries: 1, upload: uploaded.timings };
-  } finally {
-    session.close();
   }
 }
 
@@ -209,13 +221,17 @@ export async function action(pid: number, name: string, cmd: Cmd, opts: ActionOp
   try {
     switch (cmd) {
       case "UNLOAD":
-        unloadPayload(session, name);
+        unloadPayload(session, name, { leaveStopped: true });
         return;
       // ---- APPLY / REVERT / REPLACE: the actions engineer's cases (src/core/execute.ts) go here ----
       case "APPLY":
       case "REVERT":
       case "REPLACE":
-        runAction(session, name, cmd, { timeoutMs: opts.timeoutMs, flags: { nodeps: opts.nodeps } });
+        runAction(session, name, cmd, {
+          timeoutMs: opts.timeoutMs,
+          flags: { nodeps: opts.nodeps },
+          leaveStopped: true,
+        });
         return;
       // ---- end of the executor's cases ----
       default: {

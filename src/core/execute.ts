@@ -75,6 +75,13 @@ export interface ExecuteOptions {
   policy?: StackPolicy;
   /** Wait between attempts at a safe stop, in ms (default 1). */
   retryDelayMs?: number;
+  /**
+   * Leave the threads stopped after the action's last stop, for a caller that
+   * closes the session right away: it then detaches from that stop, and the
+   * action costs the target one stop instead of two (default false: the
+   * threads run again before the action returns).
+   */
+  leaveStopped?: boolean;
 }
 
 /** What an action did. */
@@ -343,10 +350,9 @@ function decide(session: TargetSession, plan: Plan, applying: boolean): Decision
 
 /**
  * Carry out `plan` (from `plan()` on `session.state`) on the held target.
- * Throws the action's error after settling it (rc recorded). Leaves the
- * threads stopped when the last thing it did was a stop (the safe stop, or
- * the post-hooks'), so that closing the session detaches from it; a caller
- * that goes on working runs them again first.
+ * Throws the action's error after settling it (rc recorded). With
+ * `leaveStopped` the threads stay stopped when the last thing it did was a
+ * stop (the safe stop, or the post-hooks'), for the caller to detach from.
  */
 export function executeAction(
   session: TargetSession,
@@ -427,7 +433,7 @@ export function executeAction(
     const r = safeStop(
       session,
       pp.guards,
-      { timeoutMs, policy, retryDelayMs: opts.retryDelayMs ?? 1, leaveStopped: true },
+      { timeoutMs, policy, retryDelayMs: opts.retryDelayMs ?? 1, leaveStopped: opts.leaveStopped === true },
       (mem) => patchInStop(session, pp, journal, marked, initial, name, outcome, timeoutMs, mem),
     );
     result.stopWindowMs = r.window;
@@ -445,7 +451,7 @@ export function executeAction(
   if (!session.tracee.execed) {
     try {
       for (const p of payloads) setStructRc(session, p, failure ? failure.rc : 0);
-      hooksOutsideStop(session, post, timeoutMs, () => {}, true);
+      hooksOutsideStop(session, post, timeoutMs, () => {}, opts.leaveStopped === true);
     } catch (err) {
       result.warnings.push(err instanceof Error ? err.message : String(err));
     }
@@ -573,9 +579,12 @@ export interface PerformOptions extends ExecuteOptions {
   retryForMs?: number;
   /** Caches to use (`createContext()`), shared across calls. */
   context?: OpenOptions["context"];
+  /** How xsplice raises itself while the target is stopped (`src/process/priority.ts`). */
+  boost?: OpenOptions["boost"];
 }
 
-function addLedgers(a: StopLedger | undefined, b: StopLedger): StopLedger {
+/** Two ledgers of stops as one (the tries of an action, or an upload and its apply). */
+export function addLedgers(a: StopLedger | undefined, b: StopLedger): StopLedger {
   if (!a) return b;
   return {
     stops: a.stops + b.stops,
@@ -585,10 +594,29 @@ function addLedgers(a: StopLedger | undefined, b: StopLedger): StopLedger {
 }
 
 /**
+ * Whether a try that failed with `err` is tried again (`retryForMs` of
+ * `performAction`): an `EBUSY`, while the budget since `start` lasts — after
+ * a jittered backoff of 5, 10, 20 … up to 200 ms, never past the budget. When
+ * not, an error after several tries says so.
+ */
+export function retryAfter(err: unknown, start: number, retryForMs: number, tries: number): boolean {
+  const elapsed = performance.now() - start;
+  if (err instanceof XspliceError && err.errno === "EBUSY" && elapsed < retryForMs) {
+    const wait = Math.min(200, 5 * 2 ** (tries - 1)) * (0.5 + Math.random());
+    sleepSync(Math.max(0, Math.min(retryForMs - elapsed, wait)));
+    return true;
+  }
+  if (err instanceof XspliceError && tries > 1)
+    err.message = `${err.message} (after ${tries} tries in ${Math.round(elapsed)} ms)`;
+  return false;
+}
+
+/**
  * ACTION APPLY/REVERT/REPLACE on process `pid` with the result the CLI
  * prints (stop window, every stop in `pause`, warnings): open the target
  * (which puts right what a killed run left), plan, execute, detach — from the
- * action's stop when it ended in one. `retryForMs` retries an `EBUSY`.
+ * action's stop when it ended in one. `retryForMs` retries an `EBUSY`,
+ * letting the target go between tries.
  */
 export function performAction(
   pid: number,
@@ -599,31 +627,20 @@ export function performAction(
   const start = performance.now();
   let pause: StopLedger | undefined;
   for (let tries = 1; ; tries++) {
-    const session = openTarget(pid, { waitMs: opts.waitMs, forPayload: name, context: opts.context });
+    const session = openTarget(pid, {
+      waitMs: opts.waitMs,
+      forPayload: name,
+      context: opts.context,
+      boost: opts.boost,
+    });
     try {
-      const result = runAction(session, name, cmd, opts);
+      const result = runAction(session, name, cmd, { ...opts, leaveStopped: true });
       session.close();
       return { ...result, pause: addLedgers(pause, session.tracee.stops), tries };
     } catch (err) {
       session.close();
       pause = addLedgers(pause, session.tracee.stops);
-      const again =
-        err instanceof XspliceError &&
-        err.errno === "EBUSY" &&
-        performance.now() - start < (opts.retryForMs ?? 0);
-      if (!again) {
-        if (err instanceof XspliceError && tries > 1)
-          throw new XspliceError(
-            err.errno,
-            `${err.message} (after ${tries} tries in ${Math.round(performance.now() - start)} ms)`,
-            err.where,
-            { cause: err },
-          );
-        throw err;
-      }
-      // Jittered backoff: 5, 10, 20 … up to 200 ms, never past the retry budget.
-      const left = (opts.retryForMs ?? 0) - (performance.now() - start);
-      sleepSync(Math.max(0, Math.min(left, Math.min(200, 5 * 2 ** (tries - 1)) * (0.5 + Math.random()))));
+      if (!retryAfter(err, start, opts.retryForMs ?? 0, tries)) throw err;
     }
   }
 }

@@ -622,9 +622,15 @@ function unloadJournal(state: RegistryState, p: PayloadRecord): RegistryState {
  * dropped; APPLIED `EINVAL`; unknown `ENOENT`. Journaled first (a killed run
  * leaves the next one to finish it, never a record whose code is half gone),
  * then, in a safe stop, the regions are unmapped and the record dropped with
- * the journal cleared; the threads stay stopped for the caller to detach.
+ * the journal cleared (with `leaveStopped`, the threads stay stopped for the
+ * caller to detach from that stop).
  */
-export function unloadPayload(session: TargetSession, name: string, timeoutMs = 1000): void {
+export function unloadPayload(
+  session: TargetSession,
+  name: string,
+  opts: { timeoutMs?: number; leaveStopped?: boolean } = {},
+): void {
+  const timeoutMs = opts.timeoutMs ?? 1000;
   session.run(); // held, not stopped, until the safe stop below
   const initial = session.state;
   const p = plan(initial, name, "UNLOAD");
@@ -640,7 +646,7 @@ export function unloadPayload(session: TargetSession, name: string, timeoutMs = 
     }));
   session.commit(unloadJournal(initial, p.payload));
   try {
-    safeStop(session, guards, { timeoutMs, leaveStopped: true }, () => {
+    safeStop(session, guards, { timeoutMs, leaveStopped: opts.leaveStopped === true }, () => {
       for (const r of p.payload.regions) remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
       session.commit(commitUnloaded(initial, name));
     });

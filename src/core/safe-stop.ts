@@ -44,8 +44,6 @@ export interface SafeStopOptions {
    * for the whole action. On failure the threads are always resumed.
    */
   leaveStopped?: boolean;
-  /** Stops that may fail to get every thread in time before giving up (default 4), with backoff between. */
-  stopAttempts?: number;
 }
 
 /** How the safe stop went. */
@@ -299,28 +297,15 @@ function stopLoop(
       return o ? { bias: o.bias, ehFrame: () => o.ehFrame() } : undefined;
     };
   }
-  let stopFailures = 0;
-  const stopAttempts = opts.stopAttempts ?? 4;
   for (let attempt = 1; ; attempt++) {
     const t0 = performance.now();
+    // Stopping is scheduling latency, not the target's doing: the session's own deadline and
+    // retries (`TargetSession.stop`), never the safety timeout.
     try {
-      // Stopping is scheduling latency, not the target's doing: its own deadline, scaled to the
-      // threads (session.stop), never the safety timeout.
       session.stop();
     } catch (err) {
       session.run();
-      if (!(err instanceof XspliceError) || err.errno !== "EBUSY") throw err;
-      if (++stopFailures >= stopAttempts)
-        throw new XspliceError(
-          "EBUSY",
-          `could not stop every thread of process ${pid} in ${stopFailures} attempts (the host is too busy): ${err.message}`,
-          { ...err.where, busy: "stop" },
-          { cause: err },
-        );
-      // Back off with jitter, servicing the process meanwhile.
-      sleepSync(Math.min(50, 2 ** stopFailures) * (0.5 + Math.random()));
-      session.poll();
-      continue;
+      throw err;
     }
     const t1 = performance.now();
     let busy: Busy | undefined;

@@ -97,7 +97,11 @@ export interface TargetSession {
   commit(state: RegistryState): void;
   /** Re-read the registry from the target (after a hook or a remote call may have run). */
   refresh(): void;
-  /** Stop every thread (no-op when stopped). `EBUSY` when they do not all stop in time. */
+  /**
+   * Stop every thread (no-op when stopped), riding out a busy host: an attempt
+   * that does not get every thread in time is released and retried with
+   * backoff; `EBUSY` (`where.busy` "stop") after the last.
+   */
   stop(timeoutMs?: number): void;
   /** Let every thread run, still seized; service their stops with `poll()` during long work. */
   run(): void;
@@ -108,13 +112,18 @@ export interface TargetSession {
 }
 
 /**
- * How long stopping every thread may take, in ms: it is scheduling latency,
- * not the target's doing, so it grows with the threads to stop and does not
- * come out of an action's `--timeout` (which bounds the safety check, SPEC §5).
+ * How long one attempt at stopping every thread may take, in ms: it is
+ * scheduling latency, not the target's doing, so it grows with the threads to
+ * stop and does not come out of an action's `--timeout` (which bounds the
+ * safety check, SPEC §5). A stop that misses it is released and tried again,
+ * `STOP_ATTEMPTS` times in all, with backoff.
  */
 export function stopDeadlineMs(threads: number): number {
-  return 200 + 5 * threads;
+  return 250 + 5 * threads;
 }
+
+/** Attempts at stopping every thread before `EBUSY` (`where.busy` "stop"). */
+export const STOP_ATTEMPTS = 4;
 
 function isXsplice(t: TracerInfo): boolean {
   if (t.comm === XSPLICE_TITLE) return true;
@@ -248,8 +257,24 @@ class Session implements TargetSession {
   }
 
   stop(timeoutMs?: number): void {
-    if (!this.tracee.stopped)
-      this.tracee.quiesce({ timeoutMs: timeoutMs ?? stopDeadlineMs(this.tracee.threads.length) });
+    for (let attempt = 1; !this.tracee.stopped; attempt++) {
+      try {
+        this.tracee.quiesce({ timeoutMs: timeoutMs ?? stopDeadlineMs(this.tracee.threads.length) });
+      } catch (err) {
+        if (!(err instanceof XspliceError) || err.errno !== "EBUSY") throw err;
+        this.run(); // the threads that did stop run again meanwhile
+        if (attempt >= STOP_ATTEMPTS)
+          throw new XspliceError(
+            "EBUSY",
+            `could not stop every thread of process ${this.pid} in ${attempt} attempts (the host is too busy): ${err.message}`,
+            { ...err.where, busy: "stop" },
+            { cause: err },
+          );
+        // Back off with jitter, servicing the process meanwhile.
+        sleepSync(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+        this.poll();
+      }
+    }
   }
 
   run(): void {

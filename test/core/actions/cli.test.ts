@@ -90,11 +90,19 @@ test("load (name from the file), revert, apply --json, replace, errors with thei
   t.send("park");
   await t.waitFor(/^parked$/, { from });
   const parkedFix = actionPayload("park.c", exe);
-  const failed = await cli("load", pid, parkedFix, "--name", "pk", "--nodeps");
+  // --retry-for 0: one try, the plain SPEC §10 line; by default the EBUSY is retried for 5 s,
+  // and the last error says how many tries it took.
+  const failed = await cli("load", pid, parkedFix, "--name", "pk", "--nodeps", "--retry-for", "0");
   assert.equal(failed.status, 2);
   assert.match(
     failed.stderr,
     /^xsplice: load pk in \d+: EBUSY: parked_fn is on the stack of thread \d+ \(30 ms\)\n$/,
+  );
+  const retried = await cli("load", pid, parkedFix, "--name", "pk", "--nodeps", "--retry-for", "300ms");
+  assert.equal(retried.status, 2);
+  assert.match(
+    retried.stderr,
+    /^xsplice: load pk in \d+: EBUSY: parked_fn is on the stack of thread \d+ \(30 ms\) \(after \d+ tries in \d+ ms\)\n$/,
   );
   assert.equal(
     (await list(t.pid)).payloads.some((p) => p.name === "pk"),
