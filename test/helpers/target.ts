@@ -10,6 +10,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync, realpathSync } from "node:fs";
+import { WAIT_MS, waitUntil } from "./wait.ts";
 
 /** A running fixture. */
 export interface Target {
@@ -33,7 +34,7 @@ export interface Target {
 export interface StartOptions {
   /** How the ready line looks; must capture nothing, must contain `pid=N`. Default `/^ready /`. */
   ready?: RegExp;
-  /** Default 10 s. */
+  /** Deadline of the ready line; default `WAIT_MS` (a busy machine can be slow to start a program). */
   timeoutMs?: number;
 }
 
@@ -77,7 +78,7 @@ export async function startTarget(
       const timer = setTimeout(() => {
         waiters.splice(waiters.indexOf(entry), 1);
         reject(new Error(`timed out waiting for ${re} from ${exe}; output:\n${lines.slice(-20).join("\n")}`));
-      }, o.timeoutMs ?? 10_000);
+      }, o.timeoutMs ?? WAIT_MS);
       const entry = {
         re,
         from,
@@ -95,10 +96,20 @@ export async function startTarget(
   const kill = async (): Promise<void> => {
     if (killed) return;
     killed = true;
+    // The fixture itself too when it never printed its pid: the shell's children, as the kernel lists them.
+    const victims = new Set(pid > 0 ? [pid] : []);
     try {
-      if (pid > 0) process.kill(pid, "SIGKILL");
+      const children = readFileSync(`/proc/${shell.pid}/task/${shell.pid}/children`, "utf8");
+      for (const c of children.trim().split(/\s+/)) if (c !== "") victims.add(Number(c));
     } catch {
-      // already gone
+      // the shell is gone, and with it the only way to name a fixture that never said its pid
+    }
+    for (const v of victims) {
+      try {
+        process.kill(v, "SIGKILL");
+      } catch {
+        // already gone
+      }
     }
     shell.kill("SIGKILL");
     await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
@@ -106,7 +117,7 @@ export async function startTarget(
 
   let readyLine: string;
   try {
-    readyLine = await waitFor(opts.ready ?? /^ready /, { timeoutMs: opts.timeoutMs ?? 10_000, from: 0 });
+    readyLine = await waitFor(opts.ready ?? /^ready /, { timeoutMs: opts.timeoutMs ?? WAIT_MS, from: 0 });
   } catch (err) {
     await kill();
     throw err;
@@ -164,17 +175,16 @@ export function symbolAddress(pid: number, exe: string, name: string): bigint {
  * `fgets`, which allocates stdio's buffer on the heap: tests that fingerprint
  * the process's memory must wait for that, or they see the fixture's own change.
  */
-export async function waitBlockedInRead(pid: number, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    let nr = "";
-    try {
-      nr = readFileSync(`/proc/${pid}/syscall`, "utf8").split(" ")[0] ?? "";
-    } catch {
-      // A process that is gone fails the caller's next step with a clearer message.
-    }
-    if (nr === "0") return;
-    if (Date.now() > end) throw new Error(`process ${pid} did not block in read within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
+export async function waitBlockedInRead(pid: number, timeoutMs = WAIT_MS): Promise<void> {
+  await waitUntil(
+    `process ${pid} to block in read`,
+    () => {
+      try {
+        return readFileSync(`/proc/${pid}/syscall`, "utf8").split(" ")[0] === "0";
+      } catch {
+        return false; // a process that is gone fails the caller's next step with a clearer message
+      }
+    },
+    { timeoutMs },
+  );
 }

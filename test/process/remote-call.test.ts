@@ -22,6 +22,7 @@ import {
 import { type Tracee, withStoppedProcess } from "../../src/process/threads.ts";
 import { compileC } from "../helpers/cc.ts";
 import { startTarget, symbolAddress, type Target } from "../helpers/target.ts";
+import { threadIds, waitNewSleeper, waitUntil } from "../helpers/wait.ts";
 
 const exe = compileC({ sources: ["process/target.c"], kind: "exe", libs: ["-lpthread"] });
 
@@ -191,24 +192,25 @@ describe("remote system calls and function calls", () => {
     withStoppedProcess(t.pid, {}, (tr) => {
       const tid = tr.threads[2]!;
       const regs = tr.regs(tid);
-      const t0 = performance.now();
       assert.throws(() => remoteCall(tr, tid, spin, [], { timeoutMs: 50 }), isErr("ETIMEDOUT"));
-      assert.ok(performance.now() - t0 < 1000);
       assert.deepEqual(tr.regs(tid), regs);
     });
-    await new Promise((r) => setTimeout(r, 50));
-    const s = await status(t);
+    // The workers go on: their counter moves past what it was before the call.
+    const s = await waitUntil("the workers to progress after the timed-out call", async () => {
+      const now = await status(t);
+      return now.progress > before.progress && now;
+    });
     assert.equal(s.errors, 0);
-    assert.ok(s.progress > before.progress);
   });
 
   it("threads blocked in read and nanosleep carry on after calls and system calls into them", async () => {
     const args6 = symbolAddress(t.pid, exe, "xs_args6");
     const from = t.lines.length;
-    t.send("sleep 300");
-    await new Promise((r) => setTimeout(r, 30));
+    const known = threadIds(t.pid);
+    // Long enough that the sleeper is still asleep when the process is stopped right after it was seen asleep.
+    t.send("sleep 2000");
+    const sleeper = await waitNewSleeper(t.pid, known);
     withStoppedProcess(t.pid, {}, (tr) => {
-      const sleeper = tr.threads.at(-1)!;
       assert.match(readFileSync(`/proc/${t.pid}/task/${sleeper}/syscall`, "utf8"), /^(230|35) /); // clock_nanosleep
       for (const tid of [t.pid, sleeper]) {
         const regs = tr.regs(tid);
@@ -219,7 +221,8 @@ describe("remote system calls and function calls", () => {
       }
     });
     const slept = Number(/^slept (\d+)/.exec(await t.waitFor(/^slept /, { from }))![1]);
-    assert.ok(slept >= 300 && slept < 1500, `nanosleep(300) took ${slept} ms`);
+    // Not cut short (an EINTR prints ERROR); how much longer it took is the machine's load, not a result.
+    assert.ok(slept >= 2000, `nanosleep(2000) took ${slept} ms`);
     assert.equal((await status(t)).errors, 0); // the main thread's read still works
     assert.equal(realpathSync(`/proc/${t.pid}/exe`), realpathSync(exe));
   });
