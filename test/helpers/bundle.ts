@@ -4,9 +4,11 @@
  * each time; the same script bundled by esbuild (which tsx brings along) into
  * one plain ESM file starts in about a third of that time.
  */
-import { renameSync } from "node:fs";
+import { chmodSync, cpSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { BUILD_DIR } from "./cc.ts";
+import { BUILD_DIR, ROOT } from "./cc.ts";
 
 /**
  * Node arguments that run the TypeScript file `entry` (absolute): the path of
@@ -38,4 +40,51 @@ export async function nodeCommand(entry: string): Promise<string[]> {
   });
   renameSync(tmp, outfile);
   return [outfile];
+}
+
+/** A child script bundled outside the checkout, for a child that cannot read the checkout. */
+export interface PortableCommand {
+  /** Node arguments that run it. */
+  args: string[];
+  /** Remove the copy. */
+  dispose(): void;
+}
+
+/**
+ * Node arguments that run the TypeScript file `entry` (absolute) from a copy
+ * any user can read: a bundle in a fresh mode-0755 directory under the system's
+ * temporary directory, with koffi (external to the bundle: a native addon) and
+ * its prebuilt binary copied beside it. A child run as another user (uid 65534
+ * for the EPERM checks) cannot read a checkout inside a private directory
+ * (`/root`, a `mktemp -d` folder), so it cannot start from the tree itself.
+ */
+export function portableCommand(entry: string): PortableCommand {
+  const dir = mkdtempSync(join(tmpdir(), "xsplice-test-"));
+  try {
+    chmodSync(dir, 0o755); // mkdtemp makes it 0700
+    for (const pkg of ["koffi", "@koromix"])
+      cpSync(join(ROOT, "node_modules", pkg), join(dir, "node_modules", pkg), { recursive: true });
+    // The copies keep the checkout's modes; the directories made on the way are the umask's.
+    chmodSync(join(dir, "node_modules"), 0o755);
+    const outfile = join(dir, `${basename(entry, ".ts")}.mjs`);
+    // esbuild comes with tsx, which the test runner itself needs.
+    const { buildSync } = createRequire(import.meta.url)("esbuild") as typeof import("esbuild");
+    buildSync({
+      entryPoints: [entry],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      outfile,
+      external: ["koffi"],
+      logLevel: "error",
+    });
+    chmodSync(outfile, 0o644);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    args: [join(dir, `${basename(entry, ".ts")}.mjs`)],
+    dispose: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }

@@ -11,8 +11,10 @@ import { fileURLToPath } from "node:url";
 import { XspliceError } from "../../src/errors.ts";
 import { callError, PTRACE, ptraceInterrupt } from "../../src/process/libc.ts";
 import { Tracee, threadStateLetter } from "../../src/process/threads.ts";
+import { type PortableCommand, portableCommand } from "../helpers/bundle.ts";
 import { compileC } from "../helpers/cc.ts";
 import { startTarget, type Target } from "../helpers/target.ts";
+import { threadIds, waitUntil } from "../helpers/wait.ts";
 
 const exe = compileC({ sources: ["process/target.c"], kind: "exe", libs: ["-lpthread"] });
 const HOLD = join(dirname(fileURLToPath(import.meta.url)), "../fixtures/process/hold.ts");
@@ -27,9 +29,16 @@ async function progress(t: Target): Promise<number> {
   return Number(/progress=(\d+)/.exec(await t.waitFor(/^status /, { from }))![1]);
 }
 
+/**
+ * hold.ts from a copy any user can read: run as uid 65534 it could not read a checkout inside a
+ * private directory, and would die before printing its line.
+ */
+let holdCommand: PortableCommand | undefined;
+
 /** Run hold.ts on `pid` in a child node (optionally as another uid); resolves with the child and its first line. */
 async function hold(pid: number, uid?: number) {
-  const child = spawn(process.execPath, ["--import", "tsx", HOLD, String(pid)], {
+  holdCommand ??= portableCommand(HOLD);
+  const child = spawn(process.execPath, [...holdCommand.args, String(pid)], {
     stdio: ["ignore", "pipe", "inherit"],
     ...(uid === undefined ? {} : { uid, gid: uid }),
   });
@@ -54,7 +63,10 @@ describe("process control errors", () => {
   before(async () => {
     t = await startTarget(exe, ["2", "idle"]);
   });
-  after(() => t.kill());
+  after(async () => {
+    holdCommand?.dispose();
+    await t?.kill();
+  });
 
   it("ESRCH for a pid that does not exist", () => {
     const dead = spawn("true");
@@ -119,30 +131,33 @@ describe("process control errors", () => {
     h.child.kill("SIGKILL");
     await h.gone;
     const p0 = await progress(t);
-    await new Promise((r) => setTimeout(r, 100));
-    assert.ok((await progress(t)) > p0, "workers progress after the tracer died");
+    await waitUntil("workers to progress after the tracer died", async () => (await progress(t)) > p0);
     for (const tid of tids) assert.notEqual(threadStateLetter(t.pid, tid), "t");
   });
 
   it("a process SIGSTOPped by someone else stays stopped through seize, cycles and detach", async () => {
+    const tids = threadIds(t.pid);
+    const states = () => tids.map((tid) => threadStateLetter(t.pid, tid));
     process.kill(t.pid, "SIGSTOP");
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(threadStateLetter(t.pid, t.pid), "T");
+    await waitUntil("every thread to enter the group stop", () => states().every((s) => s === "T"));
     const tr = Tracee.seize(t.pid);
     for (let i = 0; i < 20; i++) {
       tr.resume();
       tr.quiesce();
     }
     tr.resume();
-    await new Promise((r) => setTimeout(r, 50));
+    // Resumed by the tracer, a group-stopped thread stays stopped (it only listens).
+    assert.deepEqual(
+      states(),
+      tids.map(() => "t"),
+    );
     tr.detach();
-    await new Promise((r) => setTimeout(r, 50));
-    const tids = (await import("node:fs")).readdirSync(`/proc/${t.pid}/task`).map(Number);
-    for (const tid of tids)
-      assert.equal(threadStateLetter(t.pid, tid), "T", `tid ${tid} still group-stopped`);
+    // A detached thread passes through running on its way back into the group stop; none may stay running.
+    await waitUntil(`every thread back in the group stop, not running (${states()})`, () =>
+      states().every((s) => s === "T"),
+    );
     process.kill(t.pid, "SIGCONT");
     const p0 = await progress(t);
-    await new Promise((r) => setTimeout(r, 100));
-    assert.ok((await progress(t)) > p0);
+    await waitUntil("workers to progress after SIGCONT", async () => (await progress(t)) > p0);
   });
 });
