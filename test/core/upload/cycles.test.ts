@@ -9,12 +9,14 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { XSPLICE_BIN, type XspliceRun } from "../../../examples/lib/xsplice.ts";
 import { list } from "../../../src/core/api.ts";
 import { unloadPayload, uploadPayload } from "../../../src/core/loader.ts";
 import { readTargetRegistry } from "../../../src/core/registry/remote.ts";
 import { openTarget } from "../../../src/core/session.ts";
 import { readMaps } from "../../../src/process/maps.ts";
 import { startTarget, type Target } from "../../helpers/target.ts";
+import { waitUntil } from "../../helpers/wait.ts";
 import { cli, generated, payload, source, TARGET } from "./_fixtures.ts";
 
 function rssKb(pid: number): number {
@@ -96,50 +98,110 @@ describe("two xsplice processes racing on one target", () => {
   });
 
   it("a run that finds the target held by another xsplice waits for it, then succeeds", async () => {
-    const holder = await hold(t.pid, 1500);
+    const holder = await hold(t.pid);
+    let run: Promise<XspliceRun> | undefined;
     try {
-      const t0 = performance.now();
-      const r = await cli(["upload", String(t.pid), "after-wait", generated(12), "--json"]);
-      assert.equal(r.status, 0, r.stderr + r.stdout);
-      assert.ok(performance.now() - t0 >= 1000, "it waited for the holder");
+      const cli = startCli(["upload", String(t.pid), "after-wait", generated(12), "--json"]);
+      run = cli.run;
+      // It has come as far as the target (koffi loaded) and waits (its main thread asleep in sleepSync's
+      // futex): the holder still holds, so it can only be waiting for it. Then the holder lets go.
+      await waitUntil("the second run to wait for the holder", () => cli.exited || waitingInFutex(cli.pid));
+      assert.ok(!cli.exited, "still running while the target is held");
     } finally {
-      await holder.done;
+      await holder.release();
     }
+    const r = await run!;
+    assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.ok((await list(t.pid)).payloads.some((p) => p.name === "after-wait"));
   });
 
   it("an action on a payload another run is acting on is EBUSY at once (exit 2)", async () => {
-    const holder = await hold(t.pid, 3000, "race-a");
+    const holder = await hold(t.pid, "race-a");
     try {
-      const t0 = performance.now();
-      const r = await cli(["unload", String(t.pid), "race-a"]);
+      // The holder holds until told: a run that queued behind it would not end before the release.
+      const r = await startCli(["unload", String(t.pid), "race-a"]).run;
       assert.equal(r.status, 2, r.stderr);
       assert.match(r.stderr, /^xsplice: unload race-a in \d+: EBUSY: an action on 'race-a' is in progress/);
-      assert.ok(performance.now() - t0 < 2600, "not queued behind the holder");
+      assert.ok(!holder.released(), "it did not wait for the holder");
     } finally {
-      await holder.done;
+      await holder.release();
     }
     assert.equal((await list(t.pid)).payloads.find((p) => p.name === "race-a")?.rc, 0);
   });
 });
 
-/** Start hold-session.ts on `pid`; resolves once it holds the target. */
-async function hold(pid: number, ms: number, name?: string): Promise<{ done: Promise<void> }> {
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", HOLD, String(pid), String(ms), ...(name ? [name] : [])],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  const done = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.setEncoding("utf8").on("data", (d: string) => {
-      if (d.includes("held")) resolve();
-    });
-    child.once("exit", (code) => reject(new Error(`holder exited with ${code}`)));
+/** `xsplice ARGS...` started now: its pid, whether it has exited, and its outcome. */
+function startCli(args: string[]): { pid: number; readonly exited: boolean; run: Promise<XspliceRun> } {
+  const child = spawn(process.execPath, [XSPLICE_BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => {
+    stdout += d;
   });
-  return { done };
+  child.stderr.setEncoding("utf8").on("data", (d: string) => {
+    stderr += d;
+  });
+  const started = performance.now();
+  const run = new Promise<XspliceRun>((resolve) =>
+    child.on("close", (code) =>
+      resolve({
+        args,
+        status: code ?? -1,
+        stdout,
+        stderr,
+        error: "",
+        elapsedMs: performance.now() - started,
+      }),
+    ),
+  );
+  return {
+    pid: child.pid!,
+    get exited() {
+      return child.exitCode !== null || child.signalCode !== null;
+    },
+    run,
+  };
+}
+
+/** Whether xsplice process `pid` has loaded koffi and its main thread sleeps in a futex wait. */
+function waitingInFutex(pid: number): boolean {
+  try {
+    if (!readFileSync(`/proc/${pid}/maps`, "utf8").includes("koffi")) return false;
+    return readFileSync(`/proc/${pid}/syscall`, "utf8").split(" ")[0] === "202";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Start hold-session.ts on `pid` (marking payload `name` in progress, if given); resolves once it
+ * holds the target. `release()` tells it to let go and resolves once it has gone.
+ */
+async function hold(pid: number, name?: string): Promise<{ release(): Promise<void>; released(): boolean }> {
+  const child = spawn(process.execPath, ["--import", "tsx", HOLD, String(pid), ...(name ? [name] : [])], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const done = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let out = "";
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.setEncoding("utf8").on("data", (d: string) => {
+        out += d;
+        if (out.includes("held\n")) resolve();
+      });
+      child.once("exit", (code) => reject(new Error(`holder exited with ${code}: ${out}`)));
+    });
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw err;
+  }
+  return {
+    release: async () => {
+      child.stdin!.end("go\n");
+      await done;
+    },
+    released: () => out.includes("released") || child.exitCode !== null,
+  };
 }
 
 const HOLD = join(dirname(fileURLToPath(import.meta.url)), "../../fixtures/upload/hold-session.ts");
