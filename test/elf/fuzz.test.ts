@@ -2,7 +2,8 @@
  * Mutation fuzz: thousands of random corruptions of real objects, each read
  * in full. Every outcome must be success or an `XspliceError`; anything else
  * (RangeError, TypeError...) fails with the seed and iteration that made it.
- * Seeded, so a failure reproduces with `ELF_FUZZ_SEED=<seed>`; bounded in time.
+ * Seeded, so a failure reproduces with `ELF_FUZZ_SEED=<seed>`; a fixed number
+ * of inputs, whatever the machine's speed (the runner's timeout bounds the time).
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -12,7 +13,6 @@ import { prng } from "../helpers/prng.ts";
 import { baseExecutable, baseObject, EHDR, put, SHDR } from "./_corrupt.ts";
 
 const ITERATIONS = 4000;
-const TIME_BUDGET_MS = 15_000;
 
 function readAll(f: ElfFile): void {
   for (const s of f.sections) s.data();
@@ -84,9 +84,9 @@ test(`mutation fuzz: ${ITERATIONS} corruptions give success or XspliceError only
     }),
   ];
   const counts = { ok: 0, XspliceError: 0 };
-  const t0 = Date.now();
+  console.log(`# seed 0x${seed.toString(16)} (ELF_FUZZ_SEED=${seed} replays it)`);
   let i = 0;
-  for (; i < ITERATIONS && Date.now() - t0 < TIME_BUDGET_MS; i++) {
+  for (; i < ITERATIONS; i++) {
     const input = mutate(bases[i % bases.length]!, rnd);
     try {
       readAll(readElf(input));
@@ -100,6 +100,5 @@ test(`mutation fuzz: ${ITERATIONS} corruptions give success or XspliceError only
   }
   // The fuzzer must actually reach both outcomes, or it tests nothing.
   assert.ok(counts.ok > 0 && counts.XspliceError > 0, JSON.stringify(counts));
-  assert.ok(i >= 1000, `only ${i} iterations within ${TIME_BUDGET_MS} ms`);
-  console.log(`seed 0x${seed.toString(16)}: ${i} inputs, ${JSON.stringify(counts)}, ${Date.now() - t0} ms`);
+  console.log(`# seed 0x${seed.toString(16)}: ${i} inputs, ${JSON.stringify(counts)}`);
 });

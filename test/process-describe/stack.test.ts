@@ -45,9 +45,7 @@ for (const variant of ["O2", "fp"] as const) {
       const maps = readMaps(run.pid);
       const objects = mappedObjects(run.pid, { maps });
       const read = memReader(run.pid);
-      const t0 = performance.now();
       const facts = stackFacts({ regs: gdb.regs, read, maps, objectAt: (pc) => objectAt(objects, pc) });
-      const ms = performance.now() - t0;
 
       assert.equal(facts.pc, gdb.regs.rip);
       assert.equal(facts.method, "eh_frame");
@@ -61,7 +59,6 @@ for (const variant of ["O2", "fp"] as const) {
       // The conservative scan is a superset of every real return address.
       for (const ra of facts.returnAddresses)
         assert.ok(facts.possibleReturnAddresses.includes(ra), `scan has 0x${ra.toString(16)}`);
-      assert.ok(ms < 200, `stack walk took ${ms.toFixed(1)} ms`);
       // The safety check's question: is a patched function on this stack?
       const exe = objects[0]!;
       for (const fn of ["chain_a", "chain_b", "chain_c", "main"]) {

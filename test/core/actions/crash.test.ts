@@ -7,7 +7,8 @@
  * payloads form a proper stack, no journal and no EAGAIN remain. The
  * target's workers check every result themselves and count queued signals.
  *
- * XSPLICE_KILLS sets the number of kills (default 200). Each kill costs a
+ * XSPLICE_KILLS sets the number of kills (default 200); the kill moments and
+ * each killer's choices come from a printed seed (XSPLICE_SEED replays them). Each kill costs a
  * Node start, so the killer runs bundled (test/helpers/bundle.ts) and the
  * next ones start ahead while a kill is being checked: about 0.15 s a kill.
  */
@@ -24,12 +25,15 @@ import { hexBytes as toHex } from "../../../src/hex.ts";
 import { readMemory } from "../../../src/process/memory.ts";
 import { nodeCommand } from "../../helpers/bundle.ts";
 import { ROOT } from "../../helpers/cc.ts";
+import { prng } from "../../helpers/prng.ts";
 import { symbolAddress } from "../../helpers/target.ts";
+import { waitUntil } from "../../helpers/wait.ts";
 import { actionPayload } from "./_hand.ts";
 import { actionsTargetForFile, callOld, oldFormula, status } from "./_target.ts";
 
 const KILLS = Number(process.env["XSPLICE_KILLS"] ?? 200);
 const AHEAD = 2;
+const SEED = Number(process.env["XSPLICE_SEED"] ?? Date.now() % 2 ** 31);
 const t = actionsTargetForFile(2);
 
 interface Killer {
@@ -43,8 +47,8 @@ interface Killer {
  * Start a killer on the target; it loads and then waits for a line on stdin,
  * so it can be started while the previous kill is being checked.
  */
-function startKiller(command: string[], names: string[]): Killer {
-  const proc = spawn(process.execPath, [...command, String(t.pid), ...names], {
+function startKiller(command: string[], seed: number, names: string[]): Killer {
+  const proc = spawn(process.execPath, [...command, String(t.pid), String(seed), ...names], {
     stdio: ["pipe", "pipe", "inherit"],
     cwd: ROOT,
   });
@@ -68,11 +72,9 @@ test(`SIGKILL of xsplice at random points, ${KILLS} times: every payload wholly 
   await upload(t.pid, "kc", new Uint8Array(readFileSync(pC)));
   const oldAddr = symbolAddress(t.pid, t.exe, "old_fn");
   const original = toHex(readMemory(t.pid, oldAddr, 16));
-  let seed = 12345;
-  const rand = (n: number) => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed % n;
-  };
+  console.log(`# seed ${SEED} (XSPLICE_SEED=${SEED} replays the kill moments and the killers' choices)`);
+  const next = prng(SEED);
+  const rand = (n: number) => Math.floor(next() * n);
   let recovered = 0;
   const seen = new Map<string, number>();
   const command = await nodeCommand(join(ROOT, "test/fixtures/actions/killer.ts"));
@@ -83,7 +85,8 @@ test(`SIGKILL of xsplice at random points, ${KILLS} times: every payload wholly 
   const pool: Killer[] = [];
   let started = 0;
   const fill = (n: number) => {
-    for (; pool.length < n && started < KILLS; started++) pool.push(startKiller(command, names));
+    for (; pool.length < n && started < KILLS; started++)
+      pool.push(startKiller(command, SEED + started, names));
   };
   try {
     fill(AHEAD);
@@ -138,10 +141,12 @@ test(`SIGKILL of xsplice at random points, ${KILLS} times: every payload wholly 
     for (const k of pool) k.proc.kill("SIGKILL");
     await Promise.all(pool.map((k) => k.exited));
   }
-  const s = await status(t);
+  // Signals queued by the workers: all delivered, but the last few may still be in flight: wait for them.
+  const s = await waitUntil("the queued signals to arrive", async () => {
+    const now = await status(t);
+    return Math.abs(now["recv"]! - now["sent"]!) <= 2 && now;
+  });
   assert.equal(s["errors"], 0, "workers saw no wrong result");
-  // Signals queued by the workers: all delivered (the last few may still be in flight).
-  assert.ok(Math.abs(s["recv"]! - s["sent"]!) <= 2, `sent ${s["sent"]} recv ${s["recv"]}`);
   console.log(
     `# kills ${KILLS}, journals left by a kill and recovered ${recovered}, states seen (applied stack: kills) ${[...seen].map(([k, n]) => `${k}: ${n}`).join(", ")}, ${Math.round(performance.now() - t0)} ms`,
   );

@@ -15,6 +15,7 @@ import { runAction } from "../../../src/core/execute.ts";
 import { openTarget } from "../../../src/core/session.ts";
 import { readMemory } from "../../../src/process/memory.ts";
 import { startTarget, symbolAddress, type Target } from "../../helpers/target.ts";
+import { waitUntil } from "../../helpers/wait.ts";
 import { actionPayload, actionsTarget } from "./_hand.ts";
 import { callOld, oldFormula, status } from "./_target.ts";
 
@@ -54,8 +55,11 @@ test(`${CYCLES} apply/revert actions with workers checking every result`, async 
   const took = performance.now() - t0;
   assert.deepEqual(readMemory(t.pid, oldAddr, 32), code, "reverted code equals the original exactly");
   assert.equal(await callOld(t, 21), oldFormula(21n));
-  await new Promise((res) => setTimeout(res, 50));
-  const s = await status(t);
+  // Signals still in flight (a worker counts after sigqueue returns) arrive: wait for them, not a time.
+  const s = await waitUntil("the queued signals to arrive", async () => {
+    const now = await status(t);
+    return Math.abs(now["recv"]! - now["sent"]!) <= 3 && now;
+  });
   assert.equal(s["errors"], 0, "no worker saw a wrong result");
   assert.ok(s["new"]! > before["new"]!, "the workers ran the replacement");
   assert.ok(s["calls"]! > before["calls"]!);
