@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { test } from "node:test";
+import { waitAsleep } from "../../test/helpers/wait.ts";
 import { XspliceError } from "../errors.ts";
 import { type AddressRange, findFreeRange, mmapMinAddr, REL32_REACH, USER_ADDR_END } from "./free-ranges.ts";
 import { type Mapping, readMaps } from "./maps.ts";
@@ -158,7 +159,8 @@ test("findFreeRange returns the closest fit: brute force over random small maps"
 test("findFreeRange near a real executable gives a range no mapping of the process overlaps", async () => {
   const child = spawn("/usr/bin/sleep", ["30"], { stdio: "ignore" });
   try {
-    await new Promise((r) => setTimeout(r, 100));
+    // Past exec and the dynamic loader: asleep, the process maps nothing on its own.
+    await waitAsleep(child.pid!);
     const maps = readMaps(child.pid!);
     const exe = maps.filter((m) => m.path === "/usr/bin/sleep");
     const obj = { start: exe[0]!.start, end: exe[exe.length - 1]!.end };

@@ -4,6 +4,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { waitAsleep } from "../../test/helpers/wait.ts";
 import { XspliceError } from "../errors.ts";
 import { isFileMapping, mappingAt, parseMaps, readMaps } from "./maps.ts";
 
@@ -67,8 +68,8 @@ test("readMaps of a real process matches its /proc/PID/maps line by line, and se
   copyFileSync("/usr/bin/sleep", exe);
   const child = spawn(exe, ["30"], { stdio: "ignore" });
   try {
-    await new Promise((r) => setTimeout(r, 100));
     const pid = child.pid!;
+    await waitAsleep(pid); // past exec and the dynamic loader: its maps no longer change
     const raw = readFileSync(`/proc/${pid}/maps`, "utf8").trim().split("\n");
     let maps = readMaps(pid);
     assert.equal(maps.length, raw.length);

@@ -1,17 +1,9 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { test } from "node:test";
+import { waitUntil } from "../../test/helpers/wait.ts";
 import { XspliceError } from "../errors.ts";
 import { describeTracer, tracerInfo, tracerOf } from "./tracer.ts";
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return cond();
-}
 
 test("tracerOf is 0 for an untraced process and the strace pid while strace is attached", async () => {
   const target = spawn("/usr/bin/sleep", ["30"], { stdio: "ignore" });
@@ -22,7 +14,7 @@ test("tracerOf is 0 for an untraced process and the strace pid while strace is a
     assert.equal(tracerInfo(pid), undefined);
     assert.equal(describeTracer(pid), undefined);
     strace = spawn("strace", ["-p", String(pid), "-o", "/dev/null"], { stdio: "ignore" });
-    assert.ok(await until(() => tracerOf(pid) !== 0, 5000), "strace attached");
+    await waitUntil("strace to attach", () => tracerOf(pid) !== 0);
     assert.equal(tracerOf(pid), strace.pid);
     assert.deepEqual(tracerInfo(pid), { pid: strace.pid, comm: "strace" });
     assert.equal(describeTracer(pid), `already traced by PID ${strace.pid} (strace)`);

@@ -69,3 +69,18 @@ export function waitNewSleeper(pid: number, known: number[], timeoutMs?: number)
     { timeoutMs },
   );
 }
+
+/**
+ * Wait until the main thread of `pid` sits blocked in nanosleep: a freshly
+ * started `sleep N` (or a fixture that sleeps) is then past exec and the
+ * dynamic loader, and its mappings no longer change on their own.
+ */
+export async function waitAsleep(pid: number, timeoutMs?: number): Promise<void> {
+  await waitUntil(
+    `process ${pid} asleep in nanosleep`,
+    () => SLEEP_CALLS.has(blockedSyscall(pid, pid)?.[0] ?? ""),
+    {
+      timeoutMs,
+    },
+  );
+}
