@@ -3,7 +3,8 @@
  * report every step as claimed — leak before, no leak while patched, leak
  * again after the revert, zero failed requests, a stop window — exit 0, and
  * leave no process behind; Ctrl-C in the middle must also stop everything it
- * started.
+ * started. A demo that fails fails every test here: both runs require every
+ * step ok and exit 0.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -11,6 +12,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { ROOT } from "../helpers/cc.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const DEMO = join(ROOT, "examples/demo.ts");
 
@@ -40,7 +42,8 @@ function runDemo(
     child.stderr.setEncoding("utf8").on("data", (d: string) => {
       stderr += d;
     });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    // A guard only, below the runner's per-test timeout: a demo still running by then has hung.
+    const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
     child.on("close", (status, signal) => {
       clearTimeout(timer);
       resolve({ status, signal, stdout, stderr });
@@ -115,27 +118,27 @@ test("npm run demo -- --json: every step behaves as claimed, exit 0, nothing lef
   assert.equal(s.secretLeakedPatched, false);
   assert.equal(s.secretLeakedReverted, true);
   assert.equal(s.requests.failed, 0);
-  assert.ok(s.requests.ok > 1000, `the load ran: ${s.requests.ok} requests`);
+  // How many requests a busy machine serves, and how long the stop took, are not results: only that
+  // there were some, and that a window was measured.
+  assert.ok(s.requests.ok > 0, `the load ran: ${s.requests.ok} requests`);
   assert.equal(typeof s.stopWindowMs, "number");
-  assert.ok(s.stopWindowMs >= 0 && s.stopWindowMs < 1000, `stop window ${s.stopWindowMs} ms`);
+  assert.ok(s.stopWindowMs >= 0, `stop window ${s.stopWindowMs} ms`);
   assert.equal(alive(s.serverPid), false, "the server is gone");
 });
 
-test("text output: numbered steps, a six-row summary table, exit status agreeing with it", async () => {
+test("text output: six numbered steps, a six-row summary table of ok rows, 'demo passed', exit 0", async () => {
   const r = await runDemo([]);
   assert.match(r.stdout, /^Summary$/m);
   const rows = r.stdout.split("\n").filter((l) => /^\s+[1-6]\s{2,}\S.*\s(ok|FAILED|skipped)\b/.test(l));
   assert.equal(rows.length, 6, r.stdout);
-  // Every step that ran printed its numbered heading; a step after a failure did not run.
-  const ran = rows.filter((l) => !/\sskipped\b/.test(l)).length;
-  for (let n = 1; n <= 6; n++) {
-    const heading = new RegExp(`^\\[${n}/6\\] `, "m");
-    if (n <= ran) assert.match(r.stdout, heading, `step ${n} printed`);
-    else assert.doesNotMatch(r.stdout, heading, `step ${n} did not run`);
-  }
-  const failedRows = rows.filter((l) => /\s(FAILED|skipped)\b/.test(l));
-  assert.equal(r.status, failedRows.length === 0 ? 0 : 1, r.stdout);
-  assert.match(r.stdout, failedRows.length === 0 ? /demo passed/ : /demo FAILED/);
+  for (let n = 1; n <= 6; n++) assert.match(r.stdout, new RegExp(`^\\[${n}/6\\] `, "m"), `step ${n} printed`);
+  assert.deepEqual(
+    rows.filter((l) => /\s(FAILED|skipped)\b/.test(l)),
+    [],
+    "every step ok",
+  );
+  assert.match(r.stdout, /demo passed/);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
 });
 
 test("Ctrl-C during the demo stops every process it started", async () => {
@@ -153,7 +156,10 @@ test("Ctrl-C during the demo stops every process it started", async () => {
   assert.ok(kids.length >= 2, `server and loadgen were children of the demo: ${kids}`);
   assert.equal(r.status, 130, r.stdout);
   assert.match(r.stdout, /SIGINT: stopping every process the demo started/);
-  await new Promise((res) => setTimeout(res, 200));
+  // Each one goes (SIGKILLed or told to end); waited for, since a dying process takes a moment.
+  await waitUntil(`no process of the demo left (${kids})`, () => kids.every((k) => !alive(k))).catch(
+    () => {},
+  );
   assert.deepEqual(
     kids.filter((k) => alive(k)),
     [],
