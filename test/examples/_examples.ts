@@ -13,6 +13,7 @@ import { after, before } from "node:test";
 import { buildProgram, PROGRAMS } from "../../examples/lib/build.ts";
 import { type Program, type StartOptions, startProgram } from "../../examples/lib/program.ts";
 import { missingCommands, runXsplice, type XspliceRun } from "../../examples/lib/xsplice.ts";
+import { WAIT_MS } from "../helpers/wait.ts";
 
 export { buildExamplePayload } from "../../examples/lib/build.ts";
 
@@ -109,7 +110,7 @@ export function oneShot(port: number, text: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = connect(port, "127.0.0.1");
     const chunks: Buffer[] = [];
-    sock.setTimeout(5000, () =>
+    sock.setTimeout(WAIT_MS, () =>
       sock.destroy(new Error(`no answer from port ${port} to ${JSON.stringify(text)}`)),
     );
     sock.on("connect", () => sock.end(text));
@@ -154,7 +155,7 @@ export function openConnection(port: number): Promise<Connection> {
           new Promise((res, rej) => {
             const timer = setTimeout(
               () => rej(new Error(`no ${bytes}-byte answer to ${JSON.stringify(text)}`)),
-              5000,
+              WAIT_MS,
             );
             want = {
               bytes,

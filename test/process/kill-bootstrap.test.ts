@@ -30,6 +30,7 @@ import { nodeCommand } from "../helpers/bundle.ts";
 import { compileC } from "../helpers/cc.ts";
 import { prng } from "../helpers/prng.ts";
 import { startTarget, type Target } from "../helpers/target.ts";
+import { WAIT_MS } from "../helpers/wait.ts";
 
 const exe = compileC({ sources: ["process/target.c"], kind: "exe", libs: ["-lpthread"] });
 const fixture = fileURLToPath(new URL("../fixtures/process/bootstrapper.ts", import.meta.url));
@@ -70,7 +71,7 @@ function sleeper(pid: number): number | undefined {
   return undefined;
 }
 
-async function until<T>(what: string, probe: () => T | undefined, ms = 10_000): Promise<T> {
+async function until<T>(what: string, probe: () => T | undefined, ms = WAIT_MS): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = probe();
@@ -128,7 +129,7 @@ describe("xsplice killed while it creates the inject page", { timeout: 600_000 }
         // The target carries on by itself: no SIGTRAP, no wrong result, the sleep keeps its length.
         assert.ok(alive(t.pid), `round ${round}: the target died when its tracer was killed`);
         const slept = Number(
-          (await t.waitFor(/^slept /, { from: 0, timeoutMs: SLEEP_MS + 5000 })).split(" ")[1],
+          (await t.waitFor(/^slept /, { from: 0, timeoutMs: SLEEP_MS + WAIT_MS })).split(" ")[1],
         );
         assert.ok(slept >= SLEEP_MS, `round ${round}: nanosleep(${SLEEP_MS}) returned after ${slept} ms`);
         assert.equal(await status(t), 0, `round ${round}: a worker computed a wrong result`);
