@@ -17,6 +17,7 @@ const TOOLS = [
   ["nm", "binutils"],
   ["gdb", "gdb"],
   ["strace", "strace"],
+  ["openssl", "openssl"],
 ];
 
 /** Bits of /proc/self/status CapEff the suite uses (linux/capability.h). */
