@@ -99,19 +99,19 @@ describe("two xsplice processes racing on one target", () => {
 
   it("a run that finds the target held by another xsplice waits for it, then succeeds", async () => {
     const holder = await hold(t.pid);
-    let run: Promise<XspliceRun> | undefined;
+    const cli = startCli(["upload", String(t.pid), "after-wait", generated(12), "--json"]);
     try {
-      const cli = startCli(["upload", String(t.pid), "after-wait", generated(12), "--json"]);
-      run = cli.run;
       // It has come as far as the target (koffi loaded) and waits (its main thread asleep in sleepSync's
       // futex): the holder still holds, so it can only be waiting for it. Then the holder lets go.
       await waitUntil("the second run to wait for the holder", () => cli.exited || waitingInFutex(cli.pid));
       assert.ok(!cli.exited, "still running while the target is held");
+      await holder.release();
+      const r = await cli.run;
+      assert.equal(r.status, 0, r.stderr + r.stdout);
     } finally {
       await holder.release();
+      cli.kill();
     }
-    const r = await run!;
-    assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.ok((await list(t.pid)).payloads.some((p) => p.name === "after-wait"));
   });
 
@@ -131,7 +131,12 @@ describe("two xsplice processes racing on one target", () => {
 });
 
 /** `xsplice ARGS...` started now: its pid, whether it has exited, and its outcome. */
-function startCli(args: string[]): { pid: number; readonly exited: boolean; run: Promise<XspliceRun> } {
+function startCli(args: string[]): {
+  pid: number;
+  readonly exited: boolean;
+  run: Promise<XspliceRun>;
+  kill(): void;
+} {
   const child = spawn(process.execPath, [XSPLICE_BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
@@ -160,6 +165,9 @@ function startCli(args: string[]): { pid: number; readonly exited: boolean; run:
       return child.exitCode !== null || child.signalCode !== null;
     },
     run,
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    },
   };
 }
 
@@ -195,9 +203,11 @@ async function hold(pid: number, name?: string): Promise<{ release(): Promise<vo
     child.kill("SIGKILL");
     throw err;
   }
+  let told = false;
   return {
     release: async () => {
-      child.stdin!.end("go\n");
+      if (!told) child.stdin!.end("go\n");
+      told = true;
       await done;
     },
     released: () => out.includes("released") || child.exitCode !== null,
