@@ -33,6 +33,11 @@ if (files.length === 0) {
   console.error("no test files found");
   process.exit(1);
 }
+// The CLI tests run bin/xsplice.js, i.e. dist/: rebuild it from the sources under test.
+const built = spawnSync(process.execPath, [join(import.meta.dirname, "build.mjs"), "--no-types"], {
+  stdio: "inherit",
+});
+if (built.status !== 0) process.exit(built.status ?? 1);
 // Tests stop real processes with ptrace on a 2-core machine: run files one at a
 // time so that timing-sensitive tests do not compete with each other.
 const r = spawnSync(
