@@ -1,11 +1,19 @@
 #!/usr/bin/env node
-// Entry point of the `xsplice` command. The sources are TypeScript run through
-// tsx's loader, so a fresh clone needs only `npm ci`, no build step.
-import { register } from "tsx/esm/api";
+// Entry point of the `xsplice` command: the compiled command line in dist/
+// (`npm ci` builds it through the `prepare` script; `npm run build` rebuilds it).
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 // Other xsplice runs recognise the holder of a seized target by this name
 // (the tracer's comm) and wait for it instead of failing (src/core/session.ts).
 process.title = "xsplice";
-register();
-const { main } = await import("../src/cli/main.ts");
+const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "cli.js");
+let main;
+try {
+  ({ main } = await import(cli));
+} catch (err) {
+  if (err?.code !== "ERR_MODULE_NOT_FOUND" || !String(err.message).includes(cli)) throw err;
+  process.stderr.write(`xsplice: ENOENT: ${cli} is missing: build it with \`npm run build\` (npm ci does)\n`);
+  process.exit(1);
+}
 process.exitCode = await main(process.argv.slice(2));

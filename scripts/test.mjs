@@ -14,7 +14,7 @@
 //   environment; one still alive after its file ended (after a short grace
 //   for pipes to close) fails the file, is named with its command line,
 //   state and tracer, and is killed.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -58,6 +58,11 @@ if (files.length === 0) {
   console.error("no test files found");
   process.exit(1);
 }
+// The CLI tests run bin/xsplice.js, i.e. dist/: rebuild it from the sources under test.
+const built = spawnSync(process.execPath, [join(import.meta.dirname, "build.mjs"), "--no-types"], {
+  stdio: "inherit",
+});
+if (built.status !== 0) process.exit(built.status ?? 1);
 
 const TEST_TIMEOUT_S = seconds("XSPLICE_TEST_TIMEOUT", 300);
 const FILE_TIMEOUT_S = seconds("XSPLICE_TEST_FILE_TIMEOUT", 1200);

@@ -12,7 +12,17 @@
  * the same, which is the same payload; a payload stacked on another differs in
  * its `.xsplice.depends` note, so it never shares its predecessor's id.
  */
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  constants as fsConstants,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  type Stats,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,8 +39,13 @@ import { generatedAssembly } from "./_generated.ts";
 import { runTool } from "./_toolchain.ts";
 import { TargetSymbols } from "./target-symbols.ts";
 
-/** The `include/` directory shipped with the package: where `xsplice.h` lives (SPEC §11). */
-export const INCLUDE_DIR: string = resolve(dirname(fileURLToPath(import.meta.url)), "../../include");
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+/**
+ * The `include/` directory shipped with the package: where `xsplice.h` lives (SPEC §11).
+ * This module runs from `src/build/` (sources) or bundled into `dist/` (scripts/build.mjs).
+ */
+export const INCLUDE_DIR: string = resolve(HERE, basename(HERE) === "dist" ? ".." : "../..", "include");
 
 /** The flags SPEC §11 fixes for every payload source; `cflags` come after them. */
 export const BUILD_CFLAGS: readonly string[] = ["-O2", "-fPIC", "-ffunction-sections", "-fdata-sections"];
@@ -101,6 +116,24 @@ function readInput(path: string, what: string): Uint8Array {
     const code = (err as NodeJS.ErrnoException).code;
     throw new XspliceError(code === "EACCES" ? "EACCES" : "ENOENT", `${what} ${path}: cannot read (${code})`);
   }
+}
+
+/**
+ * A C source that cannot be read is named before the compiler runs: cc1 would report it
+ * in its own words, under the compiler's exit status (EINVAL).
+ */
+function checkSource(path: string): void {
+  let st: Stats;
+  try {
+    st = statSync(path);
+    accessSync(path, fsConstants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM")
+      throw new XspliceError("EACCES", `source ${path}: permission denied`);
+    throw new XspliceError("ENOENT", `source ${path}: no such file`);
+  }
+  if (!st.isFile()) throw new XspliceError("EINVAL", `source ${path} is not a regular file`);
 }
 
 /** Re-throw an error of a reader with `what` in front, keeping its errno. */
@@ -395,6 +428,7 @@ function compile(cc: string, source: string, out: string, cflags: readonly strin
  */
 export function buildPayload(opts: BuildOptions): BuildResult {
   if (opts.sources.length === 0) throw new XspliceError("EINVAL", "no source files to build");
+  for (const src of opts.sources) checkSource(src);
   const cc = opts.cc ?? "cc";
   const cflags = opts.cflags ?? [];
   const target = readTarget(opts.target);

@@ -4,7 +4,7 @@
  * few extra fields (relocation counts, target symbols, signature details).
  */
 import { readFileSync, statSync } from "node:fs";
-import { nameOf, R_AARCH64, R_X86_64, SHF } from "../elf/defs.ts";
+import { ELFMAG, ET, nameOf, R_AARCH64, R_X86_64, SHF } from "../elf/defs.ts";
 import type { ElfFile } from "../elf/index.ts";
 import { XspliceError } from "../errors.ts";
 import { hexBytes } from "../hex.ts";
@@ -163,6 +163,23 @@ export function inspectText(file: string, p: Payload): string {
   return lines.join("\n");
 }
 
+/**
+ * A linked ELF file (a program or a library) given where a payload belongs is a user's
+ * mix-up, not a malformed payload: say so, with the reader's errno (SPEC §2).
+ */
+function checkNotLinked(file: string, bytes: Uint8Array): void {
+  if (bytes.length < 0x12 || !ELFMAG.every((b, i) => bytes[i] === b)) return;
+  // e_type, in the file's byte order (EI_DATA 2: big-endian).
+  const type = bytes[5] === 2 ? (bytes[0x10]! << 8) | bytes[0x11]! : bytes[0x10]! | (bytes[0x11]! << 8);
+  if (type === ET.EXEC || type === ET.DYN) {
+    throw new XspliceError(
+      "EOPNOTSUPP",
+      `${file} is an executable (or shared object), not a payload: build one with xsplice build/make`,
+      { offset: 0x10 },
+    );
+  }
+}
+
 /** Read a file for a command, turning fs errors into one-line XspliceErrors. */
 export function readPayloadFile(file: string, maxSize = DEFAULT_MAX_PAYLOAD_SIZE): Uint8Array {
   try {
@@ -172,7 +189,9 @@ export function readPayloadFile(file: string, maxSize = DEFAULT_MAX_PAYLOAD_SIZE
     if (st.size > maxSize) {
       throw new XspliceError("EINVAL", `payload is ${st.size} bytes, more than the limit of ${maxSize}`);
     }
-    return new Uint8Array(readFileSync(file));
+    const bytes = new Uint8Array(readFileSync(file));
+    checkNotLinked(file, bytes);
+    return bytes;
   } catch (err) {
     if (err instanceof XspliceError) throw err;
     const code = (err as NodeJS.ErrnoException).code;

@@ -6,6 +6,8 @@ import { parseArgs } from "node:util";
 import { ERRNO, isRetryable, XspliceError } from "../errors.ts";
 import type { Command } from "./command.ts";
 import { commands } from "./commands.ts";
+import { isPtraceRefusal, ptraceFacts, ptraceHint } from "./permission-hint.ts";
+import { packageVersion } from "./version.ts";
 
 function usage(): string {
   const lines = ["usage: xsplice COMMAND [ARGS] [--json]", "", "commands:"];
@@ -18,11 +20,14 @@ function usage(): string {
 }
 
 function fail(op: string, err: unknown, json: boolean): number {
-  const e =
+  let e =
     err instanceof XspliceError
       ? err
       : new XspliceError("EINVAL", err instanceof Error ? err.message : String(err));
   if (!(err instanceof XspliceError) && process.env["XSPLICE_DEBUG"]) console.error(err);
+  if (isPtraceRefusal(e)) {
+    e = new XspliceError(e.errno, `${e.message} (${ptraceHint(ptraceFacts())})`, e.where, { cause: e });
+  }
   if (json) {
     process.stdout.write(
       `${JSON.stringify({ error: e.errno, errno: ERRNO[e.errno], message: e.message })}\n`,
@@ -33,12 +38,29 @@ function fail(op: string, err: unknown, json: boolean): number {
   return isRetryable(e.errno) ? 2 : 1;
 }
 
+/**
+ * parseArgs's message in our words where its own is unclear: for an unknown option Node 20
+ * suggests `'-- "-5"` with an unbalanced quote.
+ */
+function parseError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  const unknown = /^Unknown option '(.*?)'\./.exec(e.message ?? "");
+  if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && unknown) {
+    return `unknown option '${unknown[1]}' (an argument that starts with '-' goes after '--')`;
+  }
+  return e.message ?? String(err);
+}
+
 /** Run the command line `argv` (without node and script); returns the exit status. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(`${usage()}\n`);
     return name === undefined ? 1 : 0;
+  }
+  if (name === "--version" || name === "-V") {
+    process.stdout.write(`xsplice ${packageVersion()}\n`);
+    return 0;
   }
   const json = rest.includes("--json");
   const command: Command | undefined = commands.find((c) => c.name === name);
@@ -55,7 +77,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     return fail(
       name,
-      new XspliceError("EINVAL", `${(err as Error).message}; usage: xsplice ${command.usage}`),
+      new XspliceError("EINVAL", `${parseError(err)}; usage: xsplice ${command.usage}`),
       json,
     );
   }

@@ -7,8 +7,8 @@
  * that the kernel does not know as the tracer (SPEC §12), so it is never used.
  * A failing call becomes an `XspliceError` naming the call, the tid and the errno.
  */
+import { createRequire } from "node:module";
 import { constants as osConstants } from "node:os";
-import koffi from "koffi";
 import { decodeRegs, encodeRegs, FP_REGSET, REGS_SIZE, type Regs } from "../arch/host.ts";
 import { errnoLabel, reportedErrno, XspliceError } from "../errors.ts";
 
@@ -102,44 +102,77 @@ export function callError(call: string, code: number, tid?: number, hint?: strin
   );
 }
 
-const lib = koffi.load("libc.so.6");
+/** koffi's module type, for the binding below (a type-only import loads nothing). */
+type Koffi = typeof import("koffi");
+type CFunction = ReturnType<ReturnType<Koffi["load"]>["func"]>;
 
-// glibc declares ptrace variadic; on x86-64 a fixed 4-argument prototype passes
-// the same registers, and the wrapper reads exactly these four. Two prototypes
-// of the same symbol: one whose `data` is an integer, one whose `data` points
-// into a Buffer (regs, siginfo, event message, sigmask, iovec).
-const c_ptrace_int = lib.func("ptrace", "long", ["int", "int", "uint64_t", "uint64_t"]);
-const c_ptrace_buf = lib.func("ptrace", "long", ["int", "int", "uint64_t", "void *"]);
-const c_waitpid = lib.func("int waitpid(int pid, _Out_ int *status, int options)");
-const c_errno_location = lib.func("int *__errno_location(void)");
-const c_tgkill = lib.func("int tgkill(int tgid, int tid, int sig)");
-const c_getpid = lib.func("int getpid(void)");
-// union sigval is 8 bytes of INTEGER class: passed exactly like a uint64_t.
-const c_sigqueue = lib.func("sigqueue", "int", ["int", "int", "uint64_t"]);
-const c_pvm_readv = lib.func("process_vm_readv", "int64_t", [
-  "int",
-  "void *",
-  "uint64_t",
-  "void *",
-  "uint64_t",
-  "uint64_t",
-]);
-const c_pvm_writev = lib.func("process_vm_writev", "int64_t", [
-  "int",
-  "void *",
-  "uint64_t",
-  "void *",
-  "uint64_t",
-  "uint64_t",
-]);
+/** The libc functions xsplice calls, bound once, on first use. */
+interface LibcBinding {
+  koffi: Koffi;
+  ptraceInt: CFunction;
+  ptraceBuf: CFunction;
+  waitpid: CFunction;
+  errnoLocation: CFunction;
+  tgkill: CFunction;
+  getpid: CFunction;
+  sigqueue: CFunction;
+  pvmReadv: CFunction;
+  pvmWritev: CFunction;
+  schedGetscheduler: CFunction;
+  schedSetscheduler: CFunction;
+  schedGetparam: CFunction;
+  getpriority: CFunction;
+  setpriority: CFunction;
+}
+
+let binding: LibcBinding | undefined;
+
+/**
+ * The libc binding, loaded on the first call that needs it: commands that never touch a
+ * process (`inspect`, `build`, `sign`, `--help`) must not pay for loading a native addon
+ * and libc, and importing this module must have no side effect (docs/architecture.md).
+ * koffi is reached through `require` so that no bundler or loader evaluates it at import.
+ */
+function ffi(): LibcBinding {
+  binding ??= bind();
+  return binding;
+}
+
+function bind(): LibcBinding {
+  const koffi = createRequire(import.meta.url)("koffi") as Koffi;
+  const lib = koffi.load("libc.so.6");
+  // glibc declares ptrace variadic; on x86-64 a fixed 4-argument prototype passes
+  // the same registers, and the wrapper reads exactly these four. Two prototypes
+  // of the same symbol: one whose `data` is an integer, one whose `data` points
+  // into a Buffer (regs, siginfo, event message, sigmask, iovec).
+  const iov = ["int", "void *", "uint64_t", "void *", "uint64_t", "uint64_t"];
+  return {
+    koffi,
+    ptraceInt: lib.func("ptrace", "long", ["int", "int", "uint64_t", "uint64_t"]),
+    ptraceBuf: lib.func("ptrace", "long", ["int", "int", "uint64_t", "void *"]),
+    waitpid: lib.func("int waitpid(int pid, _Out_ int *status, int options)"),
+    errnoLocation: lib.func("int *__errno_location(void)"),
+    tgkill: lib.func("int tgkill(int tgid, int tid, int sig)"),
+    getpid: lib.func("int getpid(void)"),
+    // union sigval is 8 bytes of INTEGER class: passed exactly like a uint64_t.
+    sigqueue: lib.func("sigqueue", "int", ["int", "int", "uint64_t"]),
+    pvmReadv: lib.func("process_vm_readv", "int64_t", iov),
+    pvmWritev: lib.func("process_vm_writev", "int64_t", iov),
+    schedGetscheduler: lib.func("int sched_getscheduler(int pid)"),
+    schedSetscheduler: lib.func("int sched_setscheduler(int pid, int policy, int *param)"),
+    schedGetparam: lib.func("int sched_getparam(int pid, _Out_ int *param)"),
+    getpriority: lib.func("int getpriority(int which, int who)"),
+    setpriority: lib.func("int setpriority(int which, int who, int prio)"),
+  };
+}
 
 /** errno of the last failed call on this thread (errno is thread-local, read through `__errno_location`). */
 function errno(): number {
-  return koffi.decode(c_errno_location(), "int") as number;
+  return ffi().koffi.decode(ffi().errnoLocation(), "int") as number;
 }
 
 function setErrno(v: number): void {
-  koffi.encode(c_errno_location(), "int", v);
+  ffi().koffi.encode(ffi().errnoLocation(), "int", v);
 }
 
 const REQ_NAMES = Object.fromEntries(Object.entries(PTRACE).map(([k, v]) => [v, `PTRACE_${k}`]));
@@ -149,11 +182,11 @@ function ptraceCheck(req: number, tid: number, r: number | bigint): void {
 }
 
 function ptraceInt(req: number, tid: number, addr: bigint, data: bigint): void {
-  ptraceCheck(req, tid, c_ptrace_int(req, tid, addr, data) as number);
+  ptraceCheck(req, tid, ffi().ptraceInt(req, tid, addr, data) as number);
 }
 
 function ptraceBuf(req: number, tid: number, addr: bigint, data: Buffer): void {
-  ptraceCheck(req, tid, c_ptrace_buf(req, tid, addr, data) as number);
+  ptraceCheck(req, tid, ffi().ptraceBuf(req, tid, addr, data) as number);
 }
 
 /** `PTRACE_SEIZE`: attach without stopping the thread (it keeps running until interrupted). */
@@ -216,7 +249,7 @@ export function ptraceSetRegs(tid: number, regs: Regs): void {
 export function ptraceGetFpState(tid: number): Buffer {
   const data = Buffer.alloc(16384);
   const iov = Buffer.alloc(16);
-  iov.writeBigUInt64LE(koffi.address(data), 0);
+  iov.writeBigUInt64LE(ffi().koffi.address(data), 0);
   iov.writeBigUInt64LE(BigInt(data.length), 8);
   ptraceBuf(PTRACE.GETREGSET, tid, BigInt(FP_REGSET), iov);
   // The kernel shrinks iov_len to the size of the state it wrote.
@@ -227,7 +260,7 @@ export function ptraceGetFpState(tid: number): Buffer {
 export function ptraceSetFpState(tid: number, state: Buffer): void {
   const data = Buffer.from(state);
   const iov = Buffer.alloc(16);
-  iov.writeBigUInt64LE(koffi.address(data), 0);
+  iov.writeBigUInt64LE(ffi().koffi.address(data), 0);
   iov.writeBigUInt64LE(BigInt(data.length), 8);
   ptraceBuf(PTRACE.SETREGSET, tid, BigInt(FP_REGSET), iov);
 }
@@ -289,7 +322,7 @@ export function ptraceGetEventMsg(tid: number): bigint {
  */
 export function ptracePeek(tid: number, addr: bigint): bigint {
   setErrno(0);
-  const r = c_ptrace_int(PTRACE.PEEKDATA, tid, addr, 0n) as number | bigint;
+  const r = ffi().ptraceInt(PTRACE.PEEKDATA, tid, addr, 0n) as number | bigint;
   if (Number(r) === -1) {
     const e = errno();
     if (e !== 0) throw callError("ptrace(PTRACE_PEEKDATA)", e, tid, `address 0x${addr.toString(16)}`);
@@ -299,7 +332,7 @@ export function ptracePeek(tid: number, addr: bigint): bigint {
 
 /** `PTRACE_POKEDATA`: write one 8-byte word at `addr` (works on read-only and execute-only pages). */
 export function ptracePoke(tid: number, addr: bigint, word: bigint): void {
-  const r = c_ptrace_int(PTRACE.POKEDATA, tid, addr, BigInt.asUintN(64, word)) as number;
+  const r = ffi().ptraceInt(PTRACE.POKEDATA, tid, addr, BigInt.asUintN(64, word)) as number;
   if (Number(r) === -1)
     throw callError("ptrace(PTRACE_POKEDATA)", errno(), tid, `address 0x${addr.toString(16)}`);
 }
@@ -350,7 +383,7 @@ export function decodeWaitStatus(tid: number, status: number): WaitStatus {
 export function waitTid(tid: number, flags = 0): WaitStatus {
   const out = [0];
   for (;;) {
-    const r = c_waitpid(tid, out, flags | WAIT.__WALL) as number;
+    const r = ffi().waitpid(tid, out, flags | WAIT.__WALL) as number;
     if (r === 0) return { kind: "none", tid };
     if (r === -1) {
       const e = errno();
@@ -363,12 +396,12 @@ export function waitTid(tid: number, flags = 0): WaitStatus {
 
 /** `tgkill(tgid, tid, sig)`: send a signal to one thread. */
 export function tgkill(tgid: number, tid: number, sig: number): void {
-  if ((c_tgkill(tgid, tid, sig) as number) === -1) throw callError("tgkill", errno(), tid);
+  if ((ffi().tgkill(tgid, tid, sig) as number) === -1) throw callError("tgkill", errno(), tid);
 }
 
 /** `sigqueue(pid, sig, value)`: queue a signal with a value (real-time signals queue, never merge). */
 export function sigqueue(pid: number, sig: number, value: bigint): void {
-  if ((c_sigqueue(pid, sig, value) as number) === -1)
+  if ((ffi().sigqueue(pid, sig, value) as number) === -1)
     throw callError("sigqueue", errno(), undefined, `pid ${pid}`);
 }
 
@@ -377,7 +410,7 @@ export const SIGRTMIN = 34;
 
 /** The pid of this (tracer) process, as the kernel sees it. */
 export function getpid(): number {
-  return c_getpid() as number;
+  return ffi().getpid() as number;
 }
 
 function iovec(base: bigint, len: number): Buffer {
@@ -396,7 +429,9 @@ function iovec(base: bigint, len: number): Buffer {
 export function processVmReadv(pid: number, addr: bigint, len: number): Uint8Array {
   const buf = Buffer.alloc(len);
   if (len === 0) return buf;
-  const n = c_pvm_readv(pid, iovec(koffi.address(buf), len), 1n, iovec(addr, len), 1n, 0n) as number | bigint;
+  const n = ffi().pvmReadv(pid, iovec(ffi().koffi.address(buf), len), 1n, iovec(addr, len), 1n, 0n) as
+    | number
+    | bigint;
   if (Number(n) === -1)
     throw callError("process_vm_readv", errno(), undefined, `pid ${pid} address 0x${addr.toString(16)}`);
   return buf.subarray(0, Number(n));
@@ -406,9 +441,14 @@ export function processVmReadv(pid: number, addr: bigint, len: number): Uint8Arr
 export function processVmWritev(pid: number, addr: bigint, bytes: Uint8Array): number {
   if (bytes.length === 0) return 0;
   const buf = Buffer.from(bytes);
-  const n = c_pvm_writev(pid, iovec(koffi.address(buf), buf.length), 1n, iovec(addr, buf.length), 1n, 0n) as
-    | number
-    | bigint;
+  const n = ffi().pvmWritev(
+    pid,
+    iovec(ffi().koffi.address(buf), buf.length),
+    1n,
+    iovec(addr, buf.length),
+    1n,
+    0n,
+  ) as number | bigint;
   if (Number(n) === -1)
     throw callError("process_vm_writev", errno(), undefined, `pid ${pid} address 0x${addr.toString(16)}`);
   return Number(n);
@@ -416,39 +456,33 @@ export function processVmWritev(pid: number, addr: bigint, bytes: Uint8Array): n
 
 // ---- Scheduling of the tracer's own thread (src/process/priority.ts) ----------------------
 
-const c_sched_getscheduler = lib.func("int sched_getscheduler(int pid)");
-const c_sched_setscheduler = lib.func("int sched_setscheduler(int pid, int policy, int *param)");
-const c_sched_getparam = lib.func("int sched_getparam(int pid, _Out_ int *param)");
-const c_getpriority = lib.func("int getpriority(int which, int who)");
-const c_setpriority = lib.func("int setpriority(int which, int who, int prio)");
-
 /** `SCHED_*` policies (<sched.h>). */
 export const SCHED = { OTHER: 0, FIFO: 1, RR: 2, BATCH: 3, IDLE: 5 } as const;
 
 /** The calling thread's scheduling policy and priority (`sched_getscheduler`/`sched_getparam` of 0). */
 export function schedGet(): { policy: number; priority: number } {
-  const policy = c_sched_getscheduler(0) as number;
+  const policy = ffi().schedGetscheduler(0) as number;
   if (policy === -1) throw callError("sched_getscheduler", errno());
   const out = [0];
-  if ((c_sched_getparam(0, out) as number) === -1) throw callError("sched_getparam", errno());
+  if ((ffi().schedGetparam(0, out) as number) === -1) throw callError("sched_getparam", errno());
   return { policy, priority: out[0] ?? 0 };
 }
 
 /** Set the calling thread's scheduling policy and priority (`sched_setscheduler(0, …)`). */
 export function schedSet(policy: number, priority: number): void {
-  if ((c_sched_setscheduler(0, policy, [priority]) as number) === -1)
+  if ((ffi().schedSetscheduler(0, policy, [priority]) as number) === -1)
     throw callError("sched_setscheduler", errno());
 }
 
 /** The calling thread's nice value (Linux keeps it per thread; `getpriority(PRIO_PROCESS, 0)`). */
 export function niceGet(): number {
   setErrno(0);
-  const v = c_getpriority(0, 0) as number;
+  const v = ffi().getpriority(0, 0) as number;
   if (v === -1 && errno() !== 0) throw callError("getpriority", errno());
   return v;
 }
 
 /** Set the calling thread's nice value (`setpriority(PRIO_PROCESS, 0, n)`). */
 export function niceSet(n: number): void {
-  if ((c_setpriority(0, 0, n) as number) === -1) throw callError("setpriority", errno());
+  if ((ffi().setpriority(0, 0, n) as number) === -1) throw callError("setpriority", errno());
 }

@@ -7,8 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 // Through the package name, as users import it (package.json "exports").
-import { readPayload } from "xsplice";
-import type { Payload, SymbolRef } from "../../src/payload/types.ts";
+import { type Payload, readPayload, type SymbolRef } from "xsplice";
 import { tool } from "../helpers/cc.ts";
 import { buildFixturePayload, FIXTURE_TARGET_ID, readelfBuildId } from "../helpers/payload-fixtures.ts";
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// Builds dist/ from src/: `dist/cli.js`, the command line as one ES module, and
+// `dist/index.js` + `dist/types/` (declarations), the library. Run by `npm ci`
+// (the `prepare` script), by `npm test` before the tests and by `npm run build`.
+// One bundle so that a start reads and compiles one file instead of resolving
+// a hundred; koffi stays outside it (a native addon, loaded only on first use).
+// `--no-types` skips the declarations (the tests, the demo and the CLI do not need
+// them), so that a run after an edit of src/ never meets a stale bundle.
+import { spawnSync } from "node:child_process";
+import { rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const dist = join(root, "dist");
+const types = !process.argv.includes("--no-types");
+
+const common = {
+  absWorkingDir: root,
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  external: ["koffi"],
+  sourcemap: "linked",
+  legalComments: "none",
+  logLevel: "warning",
+};
+await Promise.all([
+  build({ ...common, entryPoints: { cli: "src/cli/main.ts" }, outdir: dist }),
+  build({ ...common, entryPoints: { index: "src/index.ts" }, outdir: dist }),
+]);
+if (types) {
+  rmSync(join(dist, "types"), { recursive: true, force: true });
+  const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
+  const r = spawnSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json")], { stdio: "inherit" });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
