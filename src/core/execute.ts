@@ -596,12 +596,15 @@ export function addLedgers(a: StopLedger | undefined, b: StopLedger): StopLedger
 /**
  * Whether a try that failed with `err` is tried again (`retryForMs` of
  * `performAction`): an `EBUSY`, while the budget since `start` lasts — after
- * a jittered backoff of 5, 10, 20 … up to 200 ms, never past the budget. When
- * not, an error after several tries says so.
+ * a jittered backoff of 5, 10, 20 … up to 200 ms, never past the budget. Any
+ * budget above 0 buys at least one retry, even when the first try used it up
+ * (on a loaded host one try can outlast a short budget; "retry for 300 ms" still
+ * means "try again"). When not, an error after several tries says so.
  */
 export function retryAfter(err: unknown, start: number, retryForMs: number, tries: number): boolean {
   const elapsed = performance.now() - start;
-  if (err instanceof XspliceError && err.errno === "EBUSY" && elapsed < retryForMs) {
+  const budgetLeft = elapsed < retryForMs || (retryForMs > 0 && tries < 2);
+  if (err instanceof XspliceError && err.errno === "EBUSY" && budgetLeft) {
     const wait = Math.min(200, 5 * 2 ** (tries - 1)) * (0.5 + Math.random());
     sleepSync(Math.max(0, Math.min(retryForMs - elapsed, wait)));
     return true;
