@@ -137,7 +137,7 @@ export function classify(orig: ObjectView, patched: ObjectView): PairVerdict {
   }
 
   for (const [name, pd] of patched.defs) {
-    if (!pd.code || isCold(name)) continue;
+    if (!pd.code || isCold(name) || patched.aliases.has(pd)) continue;
     const parts = colds.get(name) ?? [];
     const origName = correlation.toOrig.get(name);
     const od = origName === undefined ? undefined : orig.defs.get(origName);
