@@ -15,14 +15,16 @@ export interface Side {
   view: ObjectView;
   /** Maps this side's definition names to the original's; identity for the original. */
   nameOf(name: string): string | undefined;
+  /** Keys already computed, per relocation (top level only). */
+  keys: Map<Rela, string>;
 }
 
 export function origSide(view: ObjectView): Side {
-  return { view, nameOf: (n) => n };
+  return { view, nameOf: (n) => n, keys: new Map() };
 }
 
 export function patchedSide(view: ObjectView, c: Correlation): Side {
-  return { view, nameOf: (n) => c.toOrig.get(n) };
+  return { view, nameOf: (n) => c.toOrig.get(n), keys: new Map() };
 }
 
 /** How deep read-only data is followed through its own relocations (pointer tables of pointer tables). */
@@ -35,8 +37,13 @@ const MAX_DEPTH = 3;
  * copies it rather than pointing at the target's copy.
  */
 export function referentKey(side: Side, r: Rela, depth = 0): string {
-  const ref = side.view.referent(r);
-  return keyOf(side, ref, depth);
+  if (depth > 0) return keyOf(side, side.view.referent(r), depth);
+  let key = side.keys.get(r);
+  if (key === undefined) {
+    key = keyOf(side, side.view.referent(r), 0);
+    side.keys.set(r, key);
+  }
+  return key;
 }
 
 function keyOf(side: Side, ref: Referent, depth: number): string {

@@ -32,6 +32,23 @@ export interface Correlation {
   toPatched: Map<string, string>;
 }
 
+/**
+ * The function that refers to each renumbered variable (a static local's
+ * owner), found through the functions' relocations; the first one wins.
+ */
+function owners(view: ObjectView): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [name, d] of view.defs) {
+    if (!d.code) continue;
+    for (const r of view.relocationsIn(d.section, d.sym.value, d.sym.size)) {
+      const ref = view.referent(r);
+      if (ref.kind !== "def" || ref.def.code || out.has(ref.def.sym.name)) continue;
+      if (hasCompilerSuffix(ref.def.sym.name)) out.set(ref.def.sym.name, name);
+    }
+  }
+  return out;
+}
+
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
@@ -63,13 +80,23 @@ export function correlate(orig: ObjectView, patched: ObjectView): Correlation {
     return groups;
   };
   const origGroups = unmatched(orig, toPatched);
+  const origOwners = owners(orig);
+  const patchedOwners = owners(patched);
   for (const [key, ps] of unmatched(patched, toOrig)) {
     const os = origGroups.get(key);
     if (!os) continue;
+    // A static local goes with its function: first the candidate whose owner is the
+    // same function, then one with the same bytes, then the next in order.
     for (const p of ps) {
       if (os.length === 0) break;
+      const owner = patchedOwners.get(p.sym.name);
       const pb = patched.bytesOf(p);
-      let at = os.findIndex((o) => sameBytes(orig.bytesOf(o), pb));
+      let at = owner === undefined ? -1 : os.findIndex((o) => origOwners.get(o.sym.name) === owner);
+      if (at < 0 && owner !== undefined && ![...origOwners.values()].includes(owner)) {
+        // The owner is a function the original does not have: this variable is new.
+        continue;
+      }
+      if (at < 0) at = os.findIndex((o) => sameBytes(orig.bytesOf(o), pb));
       if (at < 0) at = 0;
       pair(p, os[at]!);
       os.splice(at, 1);

@@ -52,6 +52,7 @@ export class ObjectView {
   /** Functions that are another name of an earlier function on the same bytes. */
   readonly aliases = new Set<Def>();
   readonly #relocs = new Map<number, Rela[]>();
+  readonly #referents = new Map<Rela, Referent>();
   readonly #bySection = new Map<number, Def[]>();
 
   constructor(
@@ -141,8 +142,17 @@ export class ObjectView {
     return this.arch.relocation(type)?.size ?? 8;
   }
 
-  /** What relocation `r` (in any section of this object) points at. */
+  /** What relocation `r` (in any section of this object) points at; computed once per relocation. */
   referent(r: Rela): Referent {
+    let ref = this.#referents.get(r);
+    if (ref === undefined) {
+      ref = this.#resolve(r);
+      this.#referents.set(r, ref);
+    }
+    return ref;
+  }
+
+  #resolve(r: Rela): Referent {
     const sym = this.symbols[r.symbol];
     if (sym === undefined || r.symbol === 0) return { kind: "undefined", name: "", addend: r.addend };
     if (sym.section.kind !== "section") return { kind: "undefined", name: sym.name, addend: r.addend };

@@ -33,14 +33,20 @@ describe("correlate", () => {
   const b = view("renumber-b.c");
   const c = correlate(a, b);
 
-  test("static locals renumbered by a new one are matched by base name, in order", () => {
-    const countsA = [...a.defs.keys()].filter((n) => n.startsWith("count."));
-    const countsB = [...b.defs.keys()].filter((n) => n.startsWith("count."));
-    assert.equal(countsA.length, 2);
-    assert.equal(countsB.length, 3);
-    // Whatever gcc numbered them, each original count has exactly one patched partner.
-    const partners = countsB.map((n) => c.toOrig.get(n)).filter((n) => n !== undefined);
-    assert.deepEqual([...partners].sort(), [...countsA].sort());
+  test("static locals renumbered by a new one go with their function; the new one has no partner", () => {
+    /** The static local function `f` of `v` refers to. */
+    const localOf = (v: ObjectView, f: string): string => {
+      const d = v.defs.get(f)!;
+      const r = v.relocationsIn(d.section, d.sym.value, d.sym.size)[0]!;
+      const ref = v.referent(r);
+      assert.equal(ref.kind, "def");
+      return ref.kind === "def" ? ref.def.sym.name : "";
+    };
+    for (const f of ["tick", "tock"]) {
+      assert.match(localOf(b, f), /^count\.\d+$/);
+      assert.equal(c.toOrig.get(localOf(b, f)), localOf(a, f), f);
+    }
+    assert.equal(c.toOrig.get(localOf(b, "fresh")), undefined, "fresh()'s count is new");
   });
 
   test("functions by name; a new one has no partner", () => {
