@@ -2,10 +2,12 @@
 import { applyCommand } from "./apply.ts";
 import { buildCommand } from "./build.ts";
 import type { Command } from "./command.ts";
+import { diffCommand } from "./diff.ts";
 import { getCommand } from "./get.ts";
 import { inspectCommand } from "./inspect.ts";
 import { listCommand } from "./list.ts";
 import { loadCommand } from "./load.ts";
+import { makeCommand } from "./make.ts";
 import { replaceCommand } from "./replace.ts";
 import { revertCommand } from "./revert.ts";
 import { signCommand } from "./sign.ts";
@@ -24,4 +26,6 @@ export const commands: Command[] = [
   inspectCommand,
   buildCommand,
   signCommand,
+  diffCommand,
+  makeCommand,
 ];
