@@ -16,7 +16,35 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const dist = join(root, "dist");
 const types = !process.argv.includes("--no-types");
 
+// Node builtins whose loading is most of what a start costs beyond `node -e 0` (crypto
+// brings OpenSSL's bindings, child_process brings net and streams): the bundle binds them
+// on first call. Every value the sources import from them is a function, so a forwarding
+// function per export keeps `import { createHash } from "node:crypto"` as written.
+const LAZY_BUILTINS = ["node:crypto", "node:zlib", "node:child_process"];
+const lazyBuiltins = {
+  name: "lazy-builtins",
+  setup(b) {
+    const filter = new RegExp(`^(${LAZY_BUILTINS.join("|")})$`);
+    b.onResolve({ filter }, (args) =>
+      args.namespace === "lazy-builtin"
+        ? { path: args.path, external: true }
+        : { path: args.path, namespace: "lazy-builtin" },
+    );
+    b.onLoad({ filter: /.*/, namespace: "lazy-builtin" }, async (args) => {
+      const real = await import(args.path);
+      const names = Object.keys(real).filter((k) => k !== "default" && typeof real[k] === "function");
+      const lines = [
+        'import { createRequire } from "node:module";',
+        "let m;",
+        `const get = () => (m ??= createRequire(import.meta.url)(${JSON.stringify(args.path)}));`,
+        ...names.map((n) => `export function ${n}(...a) { return get().${n}(...a); }`),
+      ];
+      return { contents: lines.join("\n"), loader: "js", resolveDir: root };
+    });
+  },
+};
 const common = {
+  plugins: [lazyBuiltins],
   absWorkingDir: root,
   bundle: true,
   platform: "node",

@@ -123,6 +123,7 @@ interface LibcBinding {
   schedGetparam: CFunction;
   getpriority: CFunction;
   setpriority: CFunction;
+  getrusage: CFunction;
 }
 
 let binding: LibcBinding | undefined;
@@ -163,6 +164,7 @@ function bind(): LibcBinding {
     schedGetparam: lib.func("int sched_getparam(int pid, _Out_ int *param)"),
     getpriority: lib.func("int getpriority(int which, int who)"),
     setpriority: lib.func("int setpriority(int which, int who, int prio)"),
+    getrusage: lib.func("getrusage", "int", ["int", "void *"]),
   };
 }
 
@@ -485,4 +487,17 @@ export function niceGet(): number {
 /** Set the calling thread's nice value (`setpriority(PRIO_PROCESS, 0, n)`). */
 export function niceSet(n: number): void {
   if ((ffi().setpriority(0, 0, n) as number) === -1) throw callError("setpriority", errno());
+}
+
+/**
+ * CPU time (user + system, ms) of every child this process has waited for
+ * (`getrusage(RUSAGE_CHILDREN)`): what a benchmark charges a command it ran.
+ */
+export function childrenCpuMs(): number {
+  const RUSAGE_CHILDREN = -1;
+  // struct rusage starts with ru_utime and ru_stime, two struct timeval {tv_sec, tv_usec}.
+  const buf = Buffer.alloc(144);
+  if ((ffi().getrusage(RUSAGE_CHILDREN, buf) as number) === -1) throw callError("getrusage", errno());
+  const tv = (at: number) => Number(buf.readBigInt64LE(at)) * 1e3 + Number(buf.readBigInt64LE(at + 8)) / 1e3;
+  return tv(0) + tv(16);
 }
