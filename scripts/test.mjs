@@ -11,9 +11,9 @@
 //   (XSPLICE_TEST_FILE_TIMEOUT seconds, default 1200), after which its whole
 //   process group is killed and the file counts as failed;
 // - every process a file starts carries XSPLICE_TEST_RUN=<run id> in its
-//   environment; one still alive after its file ended (after a short grace
-//   for pipes to close) fails the file, is named with its command line,
-//   state and tracer, and is killed.
+//   environment; one still alive after its file ended (given up to 10 s for
+//   exits in flight) fails the file, is named with its command line, state
+//   and tracer, and is killed.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -62,7 +62,7 @@ if (files.length === 0) {
 const TEST_TIMEOUT_S = seconds("XSPLICE_TEST_TIMEOUT", 300);
 const FILE_TIMEOUT_S = seconds("XSPLICE_TEST_FILE_TIMEOUT", 1200);
 /** How long a file's processes may take to go after the file ended (pipes closing, exits in flight). */
-const GRACE_MS = 3000;
+const GRACE_MS = 10_000;
 const RUN_ID = `${process.pid}-${randomBytes(4).toString("hex")}`;
 const MARK = `XSPLICE_TEST_RUN=${RUN_ID}`;
 
