@@ -51,7 +51,8 @@ const roots = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const flags = process.argv.slice(2).filter((a) => a.startsWith("-"));
 const files = [];
 for (const root of roots.length ? roots : ["src", "test"]) {
-  if (root.endsWith(".test.ts")) files.push(root);
+  // A file named on the command line runs whatever its name (the runner's own test runs fixtures).
+  if (root.endsWith(".ts")) files.push(root);
   else findTests(root, files);
 }
 if (files.length === 0) {
@@ -142,9 +143,13 @@ function killGroup(child) {
   }
 }
 
-const totals = new Map();
-const failed = [];
 const color = process.stdout.isTTY ? { FORCE_COLOR: "1" } : {};
+const totals = new Map();
+// A node test runner that finds NODE_TEST_CONTEXT set (this runner started from inside a test) skips
+// its files with only a warning: it must not be inherited.
+const childEnv = { ...process.env, ...color, XSPLICE_TEST_RUN: RUN_ID };
+delete childEnv.NODE_TEST_CONTEXT;
+const failed = [];
 for (const file of files) {
   console.log(`\n▶ ${file}`);
   // Its own process group, so that a file that runs out of time goes with everything it started.
@@ -154,7 +159,8 @@ for (const file of files) {
       "--import",
       "tsx",
       "--test",
-      "--test-reporter=spec",
+      // The spec reporter unless the caller chose one (a second reporter would need its own destination).
+      ...(flags.some((f) => f.startsWith("--test-reporter")) ? [] : ["--test-reporter=spec"]),
       `--test-timeout=${TEST_TIMEOUT_S * 1000}`,
       // A test that timed out may leave handles open; the file's process must still end.
       "--test-force-exit",
@@ -164,20 +170,22 @@ for (const file of files) {
     {
       stdio: ["ignore", "pipe", "inherit"],
       detached: true,
-      env: { ...process.env, ...color, XSPLICE_TEST_RUN: RUN_ID },
+      env: childEnv,
     },
   );
   current = child;
   let partial = "";
+  let counted = false;
   child.stdout.setEncoding("utf8").on("data", (chunk) => {
     process.stdout.write(chunk);
     partial += chunk;
     const parts = partial.split("\n");
     partial = parts.pop();
     for (const line of parts) {
-      // The spec reporter's summary: "ℹ tests 12", "ℹ pass 11", "ℹ fail 1", ...
-      const m = /^\S*ℹ\S* (tests|pass|fail|cancelled|skipped|todo) (\d+)/.exec(line);
+      // The summary of the spec reporter ("ℹ tests 12", "ℹ pass 11", ...) or of tap ("# tests 12").
+      const m = /^\S*(?:ℹ|#)\S* (tests|pass|fail|cancelled|skipped|todo) (\d+)/.exec(line);
       if (m) totals.set(m[1], (totals.get(m[1]) ?? 0) + Number(m[2]));
+      if (m?.[1] === "tests") counted = true;
     }
   });
   let timedOut = false;
@@ -192,6 +200,7 @@ for (const file of files) {
   if (timedOut)
     reasons.push(`ran longer than ${FILE_TIMEOUT_S} s (XSPLICE_TEST_FILE_TIMEOUT) and was killed`);
   else if (code !== 0) reasons.push(`exited with ${code}`);
+  else if (!counted) reasons.push("reported no test results");
   const left = await leftovers();
   if (left.length > 0)
     reasons.push(`left ${left.length} process(es) behind (killed now): ${left.join("; ")}`);
