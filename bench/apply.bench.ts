@@ -10,17 +10,13 @@
  * the distance to the floor can be attributed, and how much the check and the
  * writes add to the action's own stop and resume.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { commitUploaded } from "../src/core/actions.ts";
 import { type ActionResult, runAction } from "../src/core/execute.ts";
 import { openTarget } from "../src/core/session.ts";
-import { FLAGS, handFunc, handRecord } from "../test/core/actions/_hand.ts";
-import { BUILD_DIR, compileC } from "../test/helpers/cc.ts";
+import { handFunc, handRecord } from "../test/core/actions/_hand.ts";
 import { startTarget } from "../test/helpers/target.ts";
+import { applyBenchTarget, FUNCS } from "./_apply-target.ts";
 import { type Bench, type BenchRow, stats } from "./lib.ts";
-
-const FUNCS = 100;
 
 /**
  * Median of each stage of the stop window over `results`, and what the check
@@ -43,40 +39,8 @@ function stageNote(results: ActionResult[]): string {
   ].join(" ");
 }
 
-function targetSource(): string {
-  const lines = ["#include <pthread.h>", "#include <stdio.h>", "#include <stdlib.h>", "#include <unistd.h>"];
-  for (let i = 0; i < FUNCS; i++) {
-    lines.push(
-      `__attribute__((noinline, used)) long old_${i}(long x) { return x * ${i + 3} + ${i} + (x >> 2); }`,
-    );
-    lines.push(
-      `__attribute__((noinline, used)) long new_${i}(long x) { return x * ${i + 3} + ${i} + (x >> 2) + 1; }`,
-    );
-  }
-  lines.push(
-    "static void *idle(void *a) { (void)a; for (;;) usleep(1000); return NULL; }",
-    "int main(int argc, char **argv) {",
-    "  int n = argc > 1 ? atoi(argv[1]) : 1;",
-    "  for (int i = 1; i < n; i++) { pthread_t t; pthread_create(&t, NULL, idle, NULL); }",
-    '  printf("ready pid=%d\\n", getpid()); fflush(stdout);',
-    "  char c; while (read(0, &c, 1) > 0) {}",
-    "  return 0;",
-    "}",
-  );
-  return `${lines.join("\n")}\n`;
-}
-
 const bench: Bench = async () => {
-  mkdirSync(BUILD_DIR, { recursive: true });
-  const src = join(BUILD_DIR, "bench-apply-target.c");
-  writeFileSync(src, targetSource());
-  const exe = compileC({
-    sources: [src],
-    kind: "exe",
-    flags: [...FLAGS, "-fcf-protection=full", "-Wl,--build-id"],
-    libs: ["-lpthread"],
-    name: "bench-apply-target",
-  });
+  const exe = applyBenchTarget();
   const rows: BenchRow[] = [];
   for (const threads of [1, 8, 64]) {
     const t = await startTarget(exe, [String(threads)]);

@@ -11,9 +11,9 @@
 //   (XSPLICE_TEST_FILE_TIMEOUT seconds, default 1200), after which its whole
 //   process group is killed and the file counts as failed;
 // - every process a file starts carries XSPLICE_TEST_RUN=<run id> in its
-//   environment; one still alive after its file ended (after a short grace
-//   for pipes to close) fails the file, is named with its command line,
-//   state and tracer, and is killed.
+//   environment; one still alive after its file ended (given up to 10 s for
+//   exits in flight) fails the file, is named with its command line, state
+//   and tracer, and is killed.
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -51,7 +51,8 @@ const roots = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const flags = process.argv.slice(2).filter((a) => a.startsWith("-"));
 const files = [];
 for (const root of roots.length ? roots : ["src", "test"]) {
-  if (root.endsWith(".test.ts")) files.push(root);
+  // A file named on the command line runs whatever its name (the runner's own test runs fixtures).
+  if (root.endsWith(".ts")) files.push(root);
   else findTests(root, files);
 }
 if (files.length === 0) {
@@ -67,7 +68,7 @@ if (built.status !== 0) process.exit(built.status ?? 1);
 const TEST_TIMEOUT_S = seconds("XSPLICE_TEST_TIMEOUT", 300);
 const FILE_TIMEOUT_S = seconds("XSPLICE_TEST_FILE_TIMEOUT", 1200);
 /** How long a file's processes may take to go after the file ended (pipes closing, exits in flight). */
-const GRACE_MS = 3000;
+const GRACE_MS = 10_000;
 const RUN_ID = `${process.pid}-${randomBytes(4).toString("hex")}`;
 const MARK = `XSPLICE_TEST_RUN=${RUN_ID}`;
 
@@ -147,9 +148,13 @@ function killGroup(child) {
   }
 }
 
-const totals = new Map();
-const failed = [];
 const color = process.stdout.isTTY ? { FORCE_COLOR: "1" } : {};
+const totals = new Map();
+// A node test runner that finds NODE_TEST_CONTEXT set (this runner started from inside a test) skips
+// its files with only a warning: it must not be inherited.
+const childEnv = { ...process.env, ...color, XSPLICE_TEST_RUN: RUN_ID };
+delete childEnv.NODE_TEST_CONTEXT;
+const failed = [];
 for (const file of files) {
   console.log(`\n▶ ${file}`);
   // Its own process group, so that a file that runs out of time goes with everything it started.
@@ -159,7 +164,8 @@ for (const file of files) {
       "--import",
       "tsx",
       "--test",
-      "--test-reporter=spec",
+      // The spec reporter unless the caller chose one (a second reporter would need its own destination).
+      ...(flags.some((f) => f.startsWith("--test-reporter")) ? [] : ["--test-reporter=spec"]),
       `--test-timeout=${TEST_TIMEOUT_S * 1000}`,
       // A test that timed out may leave handles open; the file's process must still end.
       "--test-force-exit",
@@ -169,20 +175,22 @@ for (const file of files) {
     {
       stdio: ["ignore", "pipe", "inherit"],
       detached: true,
-      env: { ...process.env, ...color, XSPLICE_TEST_RUN: RUN_ID },
+      env: childEnv,
     },
   );
   current = child;
   let partial = "";
+  let counted = false;
   child.stdout.setEncoding("utf8").on("data", (chunk) => {
     process.stdout.write(chunk);
     partial += chunk;
     const parts = partial.split("\n");
     partial = parts.pop();
     for (const line of parts) {
-      // The spec reporter's summary: "ℹ tests 12", "ℹ pass 11", "ℹ fail 1", ...
-      const m = /^\S*ℹ\S* (tests|pass|fail|cancelled|skipped|todo) (\d+)/.exec(line);
+      // The summary of the spec reporter ("ℹ tests 12", "ℹ pass 11", ...) or of tap ("# tests 12").
+      const m = /^\S*(?:ℹ|#)\S* (tests|pass|fail|cancelled|skipped|todo) (\d+)/.exec(line);
       if (m) totals.set(m[1], (totals.get(m[1]) ?? 0) + Number(m[2]));
+      if (m?.[1] === "tests") counted = true;
     }
   });
   let timedOut = false;
@@ -197,6 +205,7 @@ for (const file of files) {
   if (timedOut)
     reasons.push(`ran longer than ${FILE_TIMEOUT_S} s (XSPLICE_TEST_FILE_TIMEOUT) and was killed`);
   else if (code !== 0) reasons.push(`exited with ${code}`);
+  else if (!counted) reasons.push("reported no test results");
   const left = await leftovers();
   if (left.length > 0)
     reasons.push(`left ${left.length} process(es) behind (killed now): ${left.join("; ")}`);

@@ -134,7 +134,7 @@ test("seeded random corruptions raise only XspliceError", { timeout: 60_000 }, (
   const ms = performance.now() - t0;
   const total = perCorpus * corpora.length;
   console.log(
-    `fuzz: ${total} mutants in ${ms.toFixed(0)} ms; accepted ${accepted}; ${JSON.stringify(Object.fromEntries(errnos))}`,
+    `# fuzz: ${total} mutants (seeds 0x5eed..0x${(0x5eed + corpora.length - 1).toString(16)}, fixed) in ${ms.toFixed(0)} ms; accepted ${accepted}; ${JSON.stringify(Object.fromEntries(errnos))}`,
   );
   // The mutations reach past the first check: both outcomes, and several errnos.
   assert.ok(accepted > total * 0.02, `some mutants are still valid payloads (${accepted})`);

@@ -117,8 +117,10 @@ describe("xsplice killed while it creates the inject page", { timeout: 600_000 }
         child.stdin!.write(`${tid}\n`);
         // Kill at a random moment of the first 15 ms after the seize: the bootstrap calls and the
         // first injection take 5-20 ms here; the outcome counts below say where the kills landed.
+        // Stratified (round r draws from the r-th slice of the 15 ms), so that the early kills and
+        // the late ones both happen whatever the draws: the window checks below cannot miss by chance.
         await until("the seize", () => (out.join("").includes("seized") ? true : undefined));
-        const end = performance.now() + rand() * 15;
+        const end = performance.now() + ((round + rand()) / ROUNDS) * 15;
         while (performance.now() < end) {
           // busy-wait: a timer's granularity is coarser than the window
         }
