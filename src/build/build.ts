@@ -110,14 +110,15 @@ function prefixed(err: unknown, what: string): never {
 }
 
 /** The target object, as far as building needs it. */
-interface Target {
+export interface Target {
   path: string;
   elf: ElfFile;
   buildId: Uint8Array;
   symbols: TargetSymbols;
 }
 
-function readTarget(path: string): Target {
+/** Read and check the target object (executable or shared library with a build-id). */
+export function readTarget(path: string): Target {
   const bytes = readInput(path, "target");
   let elf: ElfFile;
   try {
@@ -148,7 +149,7 @@ function readTarget(path: string): Target {
 }
 
 /** `.xsplice.depends` for a payload stacked on `path`: that payload's own build-id (SPEC §4). */
-function readDepends(path: string, target: Target): Uint8Array {
+export function readDepends(path: string, target: Target): Uint8Array {
   const bytes = readInput(path, "--depends payload");
   let payload: ReturnType<typeof readPayload>;
   try {
@@ -408,63 +409,97 @@ export function buildPayload(opts: BuildOptions): BuildResult {
       return obj;
     });
 
-    // Link the code first, so that the entries of every source are one array to fill.
-    const code = join(tmp, "code.o");
-    runTool("ld", ["-r", "-o", code, ...objects], "linking the payload code");
-    const bytes = new Uint8Array(readFileSync(code));
-    let elf: ElfFile;
-    try {
-      elf = readElf(bytes);
-    } catch (err) {
-      prefixed(err, "linked payload code");
-    }
-    if (elf.header.machine !== target.elf.header.machine) {
-      throw new XspliceError(
-        "EINVAL",
-        `payload code is for machine ${elf.header.machine}, target ${target.path} for ${target.elf.header.machine}`,
-      );
-    }
-    const funcs = fillEntries(elf, bytes, target);
-    const { symbols, external } = targetSymbolsOf(elf, target);
-    writeFileSync(code, bytes);
-
-    const gen = join(tmp, "xsplice-notes.s");
-    const metadata = opts.name === undefined ? [] : [`name=${opts.name}`];
-    writeFileSync(gen, generatedAssembly({ target: target.buildId, depends, symbols, metadata }));
-    const genObj = join(tmp, "xsplice-notes.o");
-    runTool(cc, ["-c", "-o", genObj, gen], "assembling the payload notes");
-
-    const linked = join(tmp, "payload.o");
-    runTool("ld", ["-r", "--build-id=sha1", "-o", linked, code, genObj], "linking the payload");
-    const final = readFileSync(linked);
-    let payload: ReturnType<typeof readPayload>;
-    try {
-      payload = readPayload(final);
-    } catch (err) {
-      prefixed(err, "built payload failed its check");
-    }
-
-    // Atomic: a reader of `out` sees the old file or the whole new one.
-    const out = resolve(opts.out);
-    const partial = `${out}.tmp${process.pid}`;
-    try {
-      writeFileSync(partial, final);
-      renameSync(partial, out);
-    } catch (err) {
-      rmSync(partial, { force: true });
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new XspliceError(code === "EACCES" ? "EACCES" : "ENOENT", `cannot write ${out} (${code})`);
-    }
-    return {
-      path: out,
-      buildId: hexBytes(payload.buildId),
-      target: hexBytes(payload.target),
-      depends: hexBytes(payload.depends),
-      funcs,
-      symbols,
-      external,
-    };
+    return linkPayload({
+      objects,
+      target,
+      depends,
+      metadata: opts.name === undefined ? [] : [`name=${opts.name}`],
+      cc,
+      tmp,
+      out: opts.out,
+    });
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** Inputs of {@link linkPayload}. */
+export interface LinkInputs {
+  /** Relocatable objects holding the code, the `.xsplice.funcs` entries (old fields still 0), hooks, `.modinfo`. */
+  objects: string[];
+  target: Target;
+  /** `.xsplice.depends`. */
+  depends: Uint8Array;
+  /** Extra `key=value` strings for `.modinfo`. */
+  metadata: string[];
+  /** The C compiler, used to assemble the notes. */
+  cc: string;
+  /** A scratch directory the caller removes. */
+  tmp: string;
+  out: string;
+}
+
+/**
+ * The second half of `xsplice build`, shared with `xsplice diff` (SPEC §11,
+ * §13): link the payload code, fill every funcs entry from the target, add
+ * the notes and `.xsplice.symbols`, link with a build-id, check the result
+ * with the payload reader and write it atomically.
+ */
+export function linkPayload(inputs: LinkInputs): BuildResult {
+  const { objects, target, depends, metadata, cc, tmp } = inputs;
+  // Link the code first, so that the entries of every source are one array to fill.
+  const code = join(tmp, "code.o");
+  runTool("ld", ["-r", "-o", code, ...objects], "linking the payload code");
+  const bytes = new Uint8Array(readFileSync(code));
+  let elf: ElfFile;
+  try {
+    elf = readElf(bytes);
+  } catch (err) {
+    prefixed(err, "linked payload code");
+  }
+  if (elf.header.machine !== target.elf.header.machine) {
+    throw new XspliceError(
+      "EINVAL",
+      `payload code is for machine ${elf.header.machine}, target ${target.path} for ${target.elf.header.machine}`,
+    );
+  }
+  const funcs = fillEntries(elf, bytes, target);
+  const { symbols, external } = targetSymbolsOf(elf, target);
+  writeFileSync(code, bytes);
+
+  const gen = join(tmp, "xsplice-notes.s");
+  writeFileSync(gen, generatedAssembly({ target: target.buildId, depends, symbols, metadata }));
+  const genObj = join(tmp, "xsplice-notes.o");
+  runTool(cc, ["-c", "-o", genObj, gen], "assembling the payload notes");
+
+  const linked = join(tmp, "payload.o");
+  runTool("ld", ["-r", "--build-id=sha1", "-o", linked, code, genObj], "linking the payload");
+  const final = readFileSync(linked);
+  let payload: ReturnType<typeof readPayload>;
+  try {
+    payload = readPayload(final);
+  } catch (err) {
+    prefixed(err, "built payload failed its check");
+  }
+
+  // Atomic: a reader of `out` sees the old file or the whole new one.
+  const out = resolve(inputs.out);
+  const partial = `${out}.tmp${process.pid}`;
+  try {
+    writeFileSync(partial, final);
+    renameSync(partial, out);
+  } catch (err) {
+    rmSync(partial, { force: true });
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new XspliceError(code === "EACCES" ? "EACCES" : "ENOENT", `cannot write ${out} (${code})`);
+  }
+  return {
+    path: out,
+    buildId: hexBytes(payload.buildId),
+    target: hexBytes(payload.target),
+    depends: hexBytes(payload.depends),
+    funcs,
+    symbols,
+    external,
+  };
 }
