@@ -167,7 +167,7 @@ export function readDepends(path: string, target: Target): Uint8Array {
 }
 
 /** The target's bytes at a link-time address, from the allocated section holding it. */
-function targetCode(elf: ElfFile, addr: bigint, size: number): Uint8Array {
+export function targetCode(elf: ElfFile, addr: bigint, size: number): Uint8Array {
   for (const s of elf.sections) {
     if (s.type !== SHT.PROGBITS || (s.flags & BigInt(SHF.ALLOC)) === 0n) continue;
     if (addr < s.addr || addr >= s.addr + BigInt(s.size)) continue;

@@ -2,6 +2,7 @@
 import { applyCommand } from "./apply.ts";
 import { buildCommand } from "./build.ts";
 import type { Command } from "./command.ts";
+import { diffCommand } from "./diff.ts";
 import { getCommand } from "./get.ts";
 import { inspectCommand } from "./inspect.ts";
 import { listCommand } from "./list.ts";
@@ -24,4 +25,5 @@ export const commands: Command[] = [
   inspectCommand,
   buildCommand,
   signCommand,
+  diffCommand,
 ];
