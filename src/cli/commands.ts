@@ -7,6 +7,7 @@ import { getCommand } from "./get.ts";
 import { inspectCommand } from "./inspect.ts";
 import { listCommand } from "./list.ts";
 import { loadCommand } from "./load.ts";
+import { makeCommand } from "./make.ts";
 import { replaceCommand } from "./replace.ts";
 import { revertCommand } from "./revert.ts";
 import { signCommand } from "./sign.ts";
@@ -26,4 +27,5 @@ export const commands: Command[] = [
   buildCommand,
   signCommand,
   diffCommand,
+  makeCommand,
 ];

@@ -6,6 +6,7 @@
  * correlator, the comparer and the emitter all read it and never the ELF
  * directly, so the one place that knows gas's conventions is here.
  */
+import { basename } from "node:path";
 import { archFor } from "../../arch/index.ts";
 import type { Arch } from "../../arch/types.ts";
 import { ET, SHF, SHT, STB, STT } from "../../elf/defs.ts";
@@ -161,10 +162,14 @@ export class ObjectView {
     return { kind: "anon", section, addend: at };
   }
 
-  /** The name a static of this object has in the linked target: `file.c#name` (SPEC §2). */
+  /**
+   * The name a static of this object has in the linked target: `file.c#name`
+   * (SPEC §2), by the file's base name, which the name rule also accepts: the
+   * rebuilt tree is somewhere else than the one the target was built in.
+   */
   targetName(sym: ElfSymbol): string {
     if (sym.bind !== STB.LOCAL || this.file === undefined) return sym.name;
-    return `${this.file}#${sym.name}`;
+    return `${basename(this.file)}#${sym.name}`;
   }
 }
 
