@@ -30,7 +30,7 @@ const BUILD = join(dirname(fileURLToPath(import.meta.url)), ".build");
 const CFLAGS = ["-c", "-O2", "-ffunction-sections", "-fdata-sections"];
 
 /** Fetch sqlite3.c from the npm tarball; undefined when npm or the network is unavailable. */
-function fetchSqlite(): string | undefined {
+export function fetchSqlite(): string | undefined {
   const dest = join(BUILD, "sqlite3.c");
   if (existsSync(dest)) return dest;
   const tmp = mkdtempSync(join(tmpdir(), "xsplice-sqlite-"));

@@ -43,12 +43,27 @@ export interface PairVerdict {
 }
 
 /** Largest value taken for a line number when telling a `__LINE__` change from a real one. */
-const MAX_LINE = 10_000_000;
+const MAX_LINE = 1_000_000;
 
 /**
- * True when every differing byte lies in a 4-byte little-endian immediate that
- * holds a plausible line number on both sides (what `__LINE__` and `assert`
- * embed). A conservative test: anything else is a real change.
+ * True when the 4-byte immediate at `s` is the operand of a `mov $imm32`,
+ * the form in which gcc passes a line number (`assert`'s `__assert_fail(...,
+ * __LINE__, ...)`, a `__LINE__` in an argument or a store): `B8+r imm32`, or
+ * `C7 /0` with up to a SIB byte and a 32-bit displacement in between.
+ */
+function isMovImmediate(code: Uint8Array, s: number): boolean {
+  const op = code[s - 1];
+  if (op !== undefined && op >= 0xb8 && op <= 0xbf) return true;
+  for (let back = 2; back <= 7; back++) if (code[s - back] === 0xc7) return true;
+  return false;
+}
+
+/**
+ * True when every differing byte lies in a 4-byte little-endian `mov`
+ * immediate that holds a plausible line number on both sides (what
+ * `__LINE__` and `assert` embed). Conservative: anything else is a real
+ * change. It cannot tell a changed `mov $constant` from a moved line, which
+ * is why a line-only verdict is reported and left out only on request.
  */
 export function onlyLineNumbers(ob: Uint8Array, pb: Uint8Array, at: readonly number[]): boolean {
   if (ob.length !== pb.length || at.length === 0) return false;
@@ -64,7 +79,15 @@ export function onlyLineNumbers(ob: Uint8Array, pb: Uint8Array, at: readonly num
     for (let s = Math.max(0, last - 3); s <= first && s + 4 <= ob.length; s++) {
       const a = u32(ob, s);
       const b = u32(pb, s);
-      if (a > 0 && b > 0 && a < MAX_LINE && b < MAX_LINE && a !== b) {
+      if (
+        a > 0 &&
+        b > 0 &&
+        a < MAX_LINE &&
+        b < MAX_LINE &&
+        a !== b &&
+        isMovImmediate(ob, s) &&
+        isMovImmediate(pb, s)
+      ) {
         ok = true;
         break;
       }
@@ -114,7 +137,7 @@ export function classify(orig: ObjectView, patched: ObjectView): PairVerdict {
   }
 
   for (const [name, pd] of patched.defs) {
-    if (!pd.code || isCold(name)) continue;
+    if (!pd.code || isCold(name) || patched.aliases.has(pd)) continue;
     const parts = colds.get(name) ?? [];
     const origName = correlation.toOrig.get(name);
     const od = origName === undefined ? undefined : orig.defs.get(origName);

@@ -49,6 +49,8 @@ export class ObjectView {
   readonly symbols: readonly ElfSymbol[];
   /** Named functions and variables by name (locals and globals; gcc names are unique in one object). */
   readonly defs = new Map<string, Def>();
+  /** Functions that are another name of an earlier function on the same bytes. */
+  readonly aliases = new Set<Def>();
   readonly #relocs = new Map<number, Rela[]>();
   readonly #bySection = new Map<number, Def[]>();
 
@@ -89,18 +91,26 @@ export class ObjectView {
 
   /**
    * Each function must have a section of its own (`-ffunction-sections`):
-   * otherwise one function cannot be taken without its neighbours.
+   * otherwise one function cannot be taken without its neighbours. Several
+   * symbols on the same bytes (identical code folded by gcc's ipa-icf, or
+   * `alias` attributes) are one function; the first is kept, the others go
+   * to `aliases`.
    */
   #checkFunctionSections(): void {
     for (const [, defs] of this.#bySection) {
       const funcs = defs.filter((d) => d.code);
-      if (funcs.length > 1) {
-        const names = funcs.map((d) => d.sym.name).join(", ");
-        throw new XspliceError(
-          "EINVAL",
-          `${this.path}: functions ${names} share section ${funcs[0]!.section.name}; build with -ffunction-sections -fdata-sections`,
-        );
+      const first = funcs[0];
+      if (first === undefined) continue;
+      const same = funcs.every((d) => d.sym.value === first.sym.value && d.sym.size === first.sym.size);
+      if (same) {
+        for (const d of funcs.slice(1)) this.aliases.add(d);
+        continue;
       }
+      const names = funcs.map((d) => d.sym.name).join(", ");
+      throw new XspliceError(
+        "EINVAL",
+        `${this.path}: functions ${names} share section ${first.section.name}; build with -ffunction-sections -fdata-sections`,
+      );
     }
   }
 
