@@ -12,6 +12,7 @@ import { DEFAULT_MAX_PAYLOAD_SIZE, readPayload } from "../payload/read.ts";
 import { SIG_ALGO } from "../payload/signature.ts";
 import { type Payload, SINGLE_HOOKS, type SymbolRef } from "../payload/types.ts";
 import type { Command, CommandResult } from "./command.ts";
+import { printable } from "./printable.ts";
 
 const ARCH: Record<number, { name: string; relocPrefix: string; relocs: Readonly<Record<string, number>> }> =
   {
@@ -21,12 +22,6 @@ const ARCH: Record<number, { name: string; relocPrefix: string; relocs: Readonly
 
 function addr(v: bigint): string {
   return `0x${v.toString(16)}`;
-}
-
-/** Names come from the file: keep every line of output (and the error line) one line. */
-function printable(s: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
-  return s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 /**
