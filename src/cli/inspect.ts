@@ -3,7 +3,7 @@
  * checked without a process. The JSON document is the SPEC §10 shape plus a
  * few extra fields (relocation counts, target symbols, signature details).
  */
-import { readFileSync, statSync } from "node:fs";
+import { closeSync } from "node:fs";
 import { nameOf, R_AARCH64, R_X86_64, SHF } from "../elf/defs.ts";
 import type { ElfFile } from "../elf/index.ts";
 import { XspliceError } from "../errors.ts";
@@ -11,6 +11,7 @@ import { hexBytes } from "../hex.ts";
 import { DEFAULT_MAX_PAYLOAD_SIZE, readPayload } from "../payload/read.ts";
 import { SIG_ALGO } from "../payload/signature.ts";
 import { type Payload, SINGLE_HOOKS, type SymbolRef } from "../payload/types.ts";
+import { type OpenedFile, openRegularFile, readOpened } from "../regular-file.ts";
 import type { Command, CommandResult } from "./command.ts";
 import { printable } from "./printable.ts";
 
@@ -160,14 +161,19 @@ export function inspectText(file: string, p: Payload): string {
 
 /** Read a file for a command, turning fs errors into one-line XspliceErrors. */
 export function readPayloadFile(file: string, maxSize = DEFAULT_MAX_PAYLOAD_SIZE): Uint8Array {
+  let opened: OpenedFile | undefined;
   try {
-    const st = statSync(file);
-    if (st.isDirectory()) throw new XspliceError("EINVAL", `${file} is a directory`);
+    // Only a regular file, checked on the open descriptor: /dev/zero would be read without end and a
+    // FIFO would block for ever (issue #11 item 10).
+    opened = openRegularFile(file, file);
     // Refuse before reading: a huge file should not be read into memory only to be refused.
-    if (st.size > maxSize) {
-      throw new XspliceError("EINVAL", `payload is ${st.size} bytes, more than the limit of ${maxSize}`);
+    if (opened.stat.size > maxSize) {
+      throw new XspliceError(
+        "EINVAL",
+        `payload is ${opened.stat.size} bytes, more than the limit of ${maxSize}`,
+      );
     }
-    return new Uint8Array(readFileSync(file));
+    return readOpened(opened, opened.stat.size, file);
   } catch (err) {
     if (err instanceof XspliceError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
@@ -179,6 +185,8 @@ export function readPayloadFile(file: string, maxSize = DEFAULT_MAX_PAYLOAD_SIZE
           ? "permission denied"
           : (err as Error).message;
     throw new XspliceError(errno, `cannot read ${file}: ${why}`, {}, { cause: err });
+  } finally {
+    if (opened) closeSync(opened.fd);
   }
 }
 
