@@ -97,16 +97,21 @@ export interface PrepareContext {
 }
 
 /** The target object by `.xsplice.target` build-id (SPEC §2: none `ENOENT` naming the build-id). */
-export function findTarget(objects: readonly MappedObject[], payload: Payload, pid: number): MappedObject {
+export function findTarget(
+  objects: readonly MappedObject[],
+  payload: Payload,
+  pid: number,
+  refused: readonly string[] = [],
+): MappedObject {
   const id = hexBytes(payload.target);
   const obj = findObjectByBuildId(objects, id);
   if (!obj)
     throw new XspliceError(
       "ENOENT",
-      `no object with build-id ${id} (.xsplice.target) is mapped in process ${pid}`,
-      {
-        pid,
-      },
+      `no object with build-id ${id} (.xsplice.target) is mapped in process ${pid}${
+        refused.length > 0 ? ` (not read: ${refused.join("; ")})` : ""
+      }`,
+      { pid },
     );
   return obj;
 }
@@ -259,8 +264,9 @@ export function prepareUpload(
       maxSize: opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE,
       maxSections: opts.maxSections,
     });
-  const objects = mappedObjects(pid, { maps });
-  const target = findTarget(objects, payload, pid);
+  const refused: string[] = [];
+  const objects = mappedObjects(pid, { maps, cache: ctx.context?.objectFiles, refused });
+  const target = findTarget(objects, payload, pid, refused);
   checkBuildIdFree(payload, reg);
   const arch = archFor(payload.machine);
   const withStruct = hasHooks(payload);
