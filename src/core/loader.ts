@@ -25,6 +25,7 @@ import { type LinkedImage, layoutSections, linkPayload, REGIONS, type Region } f
 import { oldAddressOf, patchRecords, payloadRefAddress } from "./load/funcs.ts";
 import { IfuncResolver } from "./load/ifunc.ts";
 import { PAYLOAD_STRUCT_SIZE, type Placement, placeRegions, reserveRw, stillFree } from "./load/place.ts";
+import { policyInForce, tightenPolicy } from "./load/policy.ts";
 import { symbolSources } from "./load/sources.ts";
 import {
   checkName,
@@ -448,11 +449,18 @@ export function planUpload(
 ): UploadPlan {
   const t0 = performance.now();
   checkName(name);
-  checkSize(bytes, opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE);
-  checkSignature(bytes, opts);
+  // The system policy holds for every caller, the library's too; options only tighten it (SPEC §9).
+  const policy = tightenPolicy(policyInForce(), {
+    requireSignature: opts.requireSignature,
+    trustedKeys: opts.trustedKeys,
+    maxSize: opts.maxSize,
+    what: "trustedKeys: the key",
+  });
+  checkSize(bytes, policy.maxSize);
+  checkSignature(bytes, policy);
   // Reading the payload alone first keeps a malformed file from costing a look at the process.
   const payload = readPayload(bytes, {
-    maxSize: opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE,
+    maxSize: policy.maxSize,
     maxSections: opts.maxSections,
   });
   const t1 = performance.now();

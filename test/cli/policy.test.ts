@@ -123,7 +123,7 @@ describe("signature policy on upload and load", () => {
       ["load", String(t.pid), signedOther, "--trusted-key", other.pub],
       { XSPLICE_POLICY: policy },
       "EINVAL",
-      /--trusted-key .*other\.pub\.pem is not a trusted key of policy .*policy\.json \(flags cannot widen the policy\)/,
+      /--trusted-key .*other\.pub\.pem is not a trusted key of policy .*policy\.json \(nothing can widen the policy\)/,
     );
     const size = readFileSync(signedTrusted).length;
     const small = join(tmp.dir, "small.json");
