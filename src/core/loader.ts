@@ -290,7 +290,7 @@ export function prepareUpload(
   const mem = new ProcessMemory(pid, { readOnly: true });
   let funcs: PayloadRecord["funcs"];
   try {
-    funcs = patchRecords(payload, arch, target, linked, oldCodeReader(payload, target, mem));
+    funcs = patchRecords(payload, arch, target, linked, oldCodeReader(payload, target, mem), reg.payloads);
   } finally {
     mem.close();
   }
