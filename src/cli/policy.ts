@@ -27,7 +27,6 @@ import {
   policyInForce,
   readKeyFile,
   readPolicyFile,
-  readSystemPolicy,
   tightenPolicy,
   type UploadPolicy,
 } from "../core/load/policy.ts";
@@ -54,18 +53,6 @@ function flagMaxSize(input: CommandInput): number | undefined {
   if (typeof v !== "string" || !/^\d+$/.test(v) || !Number.isSafeInteger(n) || n <= 0)
     throw new XspliceError("EINVAL", `--max-size ${String(v)} is not a positive integer`);
   return n;
-}
-
-/**
- * The policy file in force besides the system one: `explicit` (`--policy`),
- * else `$XSPLICE_POLICY`, else the system policy alone (undefined when there is none).
- */
-export function loadPolicyFile(
-  explicit?: string,
-  env: NodeJS.ProcessEnv = process.env,
-): PolicyFile | undefined {
-  const named = explicit ?? (env[POLICY_ENV] ? env[POLICY_ENV] : undefined);
-  return named !== undefined ? readPolicyFile(named) : readSystemPolicy();
 }
 
 /**

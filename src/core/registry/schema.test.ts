@@ -64,6 +64,10 @@ function fullState(cmd: "APPLY" | "UPLOAD" | "UNLOAD"): RegistryState {
 }
 
 test("accepts what xsplice writes: digests, journal hooks and regions, UPLOAD and UNLOAD journals", () => {
+  // A field a newer xsplice may add is kept, not refused.
+  const newer = fullState("APPLY") as unknown as { payloads: Record<string, unknown>[] };
+  newer.payloads[0]!["hooksRan"] = ["load"];
+  assert.deepEqual(checkRegistryState(JSON.parse(JSON.stringify(newer))), newer);
   for (const cmd of ["APPLY", "UPLOAD", "UNLOAD"] as const) {
     const s = fullState(cmd);
     assert.deepEqual(checkRegistryState(JSON.parse(JSON.stringify(s))), s);
@@ -82,7 +86,13 @@ test("refuses forged shapes with one EINVAL naming the field", () => {
       /funcs\[0\]\.oldAddr/,
     ],
     ["a control character in a name", (s) => (s.payloads[0].name = "a\x1bb"), /payloads\[0\]\.name/],
-    ["an unknown field", (s) => (s.payloads[0].extra = 1), /unknown field "extra"/],
+    [
+      "too many unknown fields",
+      (s) => {
+        for (let i = 0; i < 17; i++) s.payloads[0][`x${i}`] = i;
+      },
+      /payloads\[0\] has 17 unknown fields/,
+    ],
     ["a missing field", (s) => delete s.payloads[0].regions, /lacks field 'regions'/],
     ["a huge string", (s) => (s.payloads[0].funcs[0].name = "x".repeat(5000)), /length 5000/],
     ["odd hex bytes", (s) => (s.journal.writes[0].before = "abc"), /journal\.writes\[0\]\.before/],

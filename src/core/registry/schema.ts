@@ -2,7 +2,8 @@
  * The registry's JSON checked before anything uses it. The registry lives in
  * the target, so the target can write anything there (issue #11 item 8): a
  * root `xsplice list` must get either a `RegistryState` of the shape
- * `records.ts` declares, with every string and list bounded, or one `EINVAL`
+ * `records.ts` declares, with every string and list bounded (unknown fields
+ * are tolerated, bounded, for a newer xsplice's records), or one `EINVAL`
  * naming the first offending field — never a `TypeError` from `null.name`, a
  * `SyntaxError` from `BigInt("0xzz")` or a terminal escape in a name.
  *
@@ -91,7 +92,14 @@ function list(item: Check, max: number): Check {
   };
 }
 
-/** An object with exactly these fields (those in `optional` may be missing); unknown fields are refused. */
+/** Most fields an object may carry beyond those this xsplice knows. */
+const MAX_EXTRA_FIELDS = 16;
+
+/**
+ * An object with these fields (those in `optional` may be missing). Fields
+ * this xsplice does not know are kept but never read — a newer xsplice may
+ * have written them — and bounded in number.
+ */
 function record(required: Record<string, Check>, optional: Record<string, Check> = {}): Check {
   return (v, at) => {
     if (typeof v !== "object" || v === null || Array.isArray(v)) fail(at, `is ${describe(v)}, not an object`);
@@ -101,9 +109,12 @@ function record(required: Record<string, Check>, optional: Record<string, Check>
       check(o[k], `${at}.${k}`);
     }
     for (const [k, check] of Object.entries(optional)) if (Object.hasOwn(o, k)) check(o[k], `${at}.${k}`);
-    for (const k of Object.keys(o))
-      if (!Object.hasOwn(required, k) && !Object.hasOwn(optional, k))
-        fail(at, `has unknown field ${JSON.stringify(k.slice(0, 40))}`);
+    const extra = Object.keys(o).filter((k) => !Object.hasOwn(required, k) && !Object.hasOwn(optional, k));
+    if (extra.length > MAX_EXTRA_FIELDS)
+      fail(
+        at,
+        `has ${extra.length} unknown fields (${JSON.stringify(extra[0]!.slice(0, 40))}, ...), above ${MAX_EXTRA_FIELDS}`,
+      );
   };
 }
 
@@ -209,7 +220,7 @@ const state = record(
 
 /**
  * `doc` (parsed registry JSON) as a `RegistryState`, or `EINVAL` naming the
- * first field that is missing, unknown, of the wrong type or out of bounds.
+ * first field that is missing, of the wrong type or out of bounds.
  * Two payloads of one name are refused too: every operation finds a payload
  * by name.
  */
