@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { ERRNO, isRetryable, XspliceError } from "../errors.ts";
 import type { Command } from "./command.ts";
 import { commands } from "./commands.ts";
+import { printable } from "./printable.ts";
 
 function usage(): string {
   const lines = ["usage: xsplice COMMAND [ARGS] [--json]", "", "commands:"];
@@ -28,7 +29,8 @@ function fail(op: string, err: unknown, json: boolean): number {
       `${JSON.stringify({ error: e.errno, errno: ERRNO[e.errno], message: e.message })}\n`,
     );
   } else {
-    process.stderr.write(`xsplice: ${op}: ${e.errno}: ${e.message}\n`);
+    // Messages may quote what a target or a file holds (paths, names): one line, no terminal escapes.
+    process.stderr.write(`xsplice: ${printable(op)}: ${e.errno}: ${printable(e.message)}\n`);
   }
   return isRetryable(e.errno) ? 2 : 1;
 }

@@ -34,6 +34,17 @@ describe("inspect refuses files that are not regular", () => {
     });
   }
 
+  it("an error line quoting a name shows its control characters escaped, on one line", async () => {
+    const r = await xsplice(["upload", String(process.pid), "fix", "/nonexistent/\x1b]0;pwned\x07\n\x9b2J"]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(
+      r.stderr,
+      "xsplice: upload fix in " +
+        process.pid +
+        ": ENOENT: cannot read /nonexistent/\\x1b]0;pwned\\x07\\x0a\\x9b2J: no such file\n",
+    );
+  });
+
   it("upload reads its payload the same way", async () => {
     const r = await xsplice(["upload", String(process.pid), "fix", "/dev/zero"]);
     assert.equal(r.status, 1, r.stderr);
