@@ -7,6 +7,7 @@ import { checkPid } from "../core/api.ts";
 import { type ActionResult, performAction } from "../core/execute.ts";
 import { XspliceError } from "../errors.ts";
 import type { Command, CommandInput, CommandResult } from "./command.ts";
+import { printable } from "./printable.ts";
 
 /** SPEC §10 error lines name the operation, the payload and the process: `apply fix-1 in 4242`. */
 export function describeAction(op: string, pid: string | undefined, name: string | undefined): string {
@@ -49,7 +50,7 @@ export function retryForOf(input: CommandInput): number {
 
 /** The JSON document and text line of an action; warnings also go to stderr in text mode. */
 export function actionOutput(pid: number, r: ActionResult, json: boolean): CommandResult {
-  if (!json) for (const w of r.warnings) process.stderr.write(`xsplice: warning: ${w}\n`);
+  if (!json) for (const w of r.warnings) process.stderr.write(`xsplice: warning: ${printable(w)}\n`);
   const done =
     r.kind === "noop"
       ? `${r.name} is already applied in ${pid}`

@@ -3,7 +3,7 @@
  * checked without a process. The JSON document is the SPEC §10 shape plus a
  * few extra fields (relocation counts, target symbols, signature details).
  */
-import { readFileSync, statSync } from "node:fs";
+import { closeSync } from "node:fs";
 import { ELFMAG, ET, nameOf, R_AARCH64, R_X86_64, SHF } from "../elf/defs.ts";
 import type { ElfFile } from "../elf/index.ts";
 import { XspliceError } from "../errors.ts";
@@ -11,7 +11,9 @@ import { hexBytes } from "../hex.ts";
 import { DEFAULT_MAX_PAYLOAD_SIZE, readPayload } from "../payload/read.ts";
 import { SIG_ALGO } from "../payload/signature.ts";
 import { type Payload, SINGLE_HOOKS, type SymbolRef } from "../payload/types.ts";
+import { type OpenedFile, openRegularFile, readOpened } from "../regular-file.ts";
 import type { Command, CommandResult } from "./command.ts";
+import { printable } from "./printable.ts";
 
 const ARCH: Record<number, { name: string; relocPrefix: string; relocs: Readonly<Record<string, number>> }> =
   {
@@ -21,12 +23,6 @@ const ARCH: Record<number, { name: string; relocPrefix: string; relocs: Readonly
 
 function addr(v: bigint): string {
   return `0x${v.toString(16)}`;
-}
-
-/** Names come from the file: keep every line of output (and the error line) one line. */
-function printable(s: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
-  return s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 /**
@@ -182,14 +178,19 @@ function checkNotLinked(file: string, bytes: Uint8Array): void {
 
 /** Read a file for a command, turning fs errors into one-line XspliceErrors. */
 export function readPayloadFile(file: string, maxSize = DEFAULT_MAX_PAYLOAD_SIZE): Uint8Array {
+  let opened: OpenedFile | undefined;
   try {
-    const st = statSync(file);
-    if (st.isDirectory()) throw new XspliceError("EINVAL", `${file} is a directory`);
+    // Only a regular file, checked on the open descriptor: /dev/zero would be read without end and a
+    // FIFO would block for ever (issue #11 item 10).
+    opened = openRegularFile(file, file);
     // Refuse before reading: a huge file should not be read into memory only to be refused.
-    if (st.size > maxSize) {
-      throw new XspliceError("EINVAL", `payload is ${st.size} bytes, more than the limit of ${maxSize}`);
+    if (opened.stat.size > maxSize) {
+      throw new XspliceError(
+        "EINVAL",
+        `payload is ${opened.stat.size} bytes, more than the limit of ${maxSize}`,
+      );
     }
-    const bytes = new Uint8Array(readFileSync(file));
+    const bytes = readOpened(opened, opened.stat.size, file);
     checkNotLinked(file, bytes);
     return bytes;
   } catch (err) {
@@ -203,6 +204,8 @@ export function readPayloadFile(file: string, maxSize = DEFAULT_MAX_PAYLOAD_SIZE
           ? "permission denied"
           : (err as Error).message;
     throw new XspliceError(errno, `cannot read ${file}: ${why}`, {}, { cause: err });
+  } finally {
+    if (opened) closeSync(opened.fd);
   }
 }
 

@@ -7,6 +7,7 @@ import { ERRNO, isRetryable, XspliceError } from "../errors.ts";
 import type { Command } from "./command.ts";
 import { commands } from "./commands.ts";
 import { isPtraceRefusal, ptraceFacts, ptraceHint } from "./permission-hint.ts";
+import { printable } from "./printable.ts";
 import { packageVersion } from "./version.ts";
 
 function usage(): string {
@@ -33,7 +34,8 @@ function fail(op: string, err: unknown, json: boolean): number {
       `${JSON.stringify({ error: e.errno, errno: ERRNO[e.errno], message: e.message })}\n`,
     );
   } else {
-    process.stderr.write(`xsplice: ${op}: ${e.errno}: ${e.message}\n`);
+    // Messages may quote what a target or a file holds (paths, names): one line, no terminal escapes.
+    process.stderr.write(`xsplice: ${printable(op)}: ${e.errno}: ${printable(e.message)}\n`);
   }
   return isRetryable(e.errno) ? 2 : 1;
 }

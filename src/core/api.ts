@@ -5,7 +5,7 @@
  * target seized for their duration (the seize is the lock, `session.ts`).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { rcLabel, XspliceError } from "../errors.ts";
+import { type ErrnoName, rcLabel, XspliceError } from "../errors.ts";
 import { parseMaps } from "../process/maps.ts";
 import type { StopLedger } from "../process/threads.ts";
 import { CMD, type Cmd } from "./actions.ts";
@@ -19,6 +19,7 @@ import {
   uploadPayload,
   uploadPrepared,
 } from "./loader.ts";
+import { REGISTRY_NAME } from "./registry/format.ts";
 import type { PayloadRecord, State } from "./registry/records.ts";
 import { findRegistry, isRegistryMapping, readTargetRegistry } from "./registry/remote.ts";
 import { openTarget } from "./session.ts";
@@ -170,17 +171,21 @@ export async function list(pid: number, idx = 0, nr = Number.POSITIVE_INFINITY):
   };
 }
 
-/** One process's payloads, for `listAll`. */
+/** One process's payloads, for `listAll`; or, when its registry could not be read, why not. */
 export interface ProcessPayloads {
   pid: number;
   version: number;
   payloads: ListEntry[];
+  /** Set when the registry is unreadable or forged (`payloads` is then empty). */
+  error?: { errno: ErrnoName; message: string };
 }
 
 /**
  * Every process that has a registry with payloads (`xsplice list` without a
  * PID), by scanning `/proc/*\/maps` for the registry's name. Processes that
- * vanish or deny access meanwhile are skipped.
+ * vanish or deny access meanwhile are skipped. Any process can map something
+ * of the registry's name (issue #11 item 8): one whose registry cannot be read
+ * or fails its checks is one entry carrying its error, and the scan goes on.
  */
 export async function listAll(): Promise<ProcessPayloads[]> {
   const out: ProcessPayloads[] = [];
@@ -195,7 +200,7 @@ export async function listAll(): Promise<ProcessPayloads[]> {
     } catch {
       continue;
     }
-    if (!text.includes("xsplice-registry")) continue;
+    if (!text.includes(REGISTRY_NAME)) continue;
     try {
       const maps = parseMaps(text).filter(isRegistryMapping);
       if (findRegistry(pid, maps) === undefined) continue;
@@ -203,8 +208,12 @@ export async function listAll(): Promise<ProcessPayloads[]> {
       if (!snap || snap.state.payloads.length === 0) continue;
       out.push({ pid, version: snap.state.version, payloads: snap.state.payloads.map((p) => entry(pid, p)) });
     } catch (err) {
-      if (err instanceof XspliceError && ["ESRCH", "EPERM", "EFAULT", "EACCES"].includes(err.errno)) continue;
-      throw err;
+      if (err instanceof XspliceError && ["ESRCH", "EPERM", "EACCES"].includes(err.errno)) continue;
+      const error =
+        err instanceof XspliceError
+          ? { errno: err.errno, message: err.message }
+          : { errno: "EIO" as const, message: String((err as Error)?.message ?? err) };
+      out.push({ pid, version: 0, payloads: [], error });
     }
   }
   return out;

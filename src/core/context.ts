@@ -8,6 +8,7 @@
  * before it).
  */
 import { BoundedCache } from "../bounded-cache.ts";
+import type { ObjectFile, ObjectFileCache } from "../process/objects.ts";
 
 /** Bounds of a context's caches (entries). */
 export interface ContextBounds {
@@ -15,6 +16,12 @@ export interface ContextBounds {
   ifuncs?: number;
   /** The SPEC §12 `-flive-patching` verdict per target object build-id. Default 256. */
   warnings?: number;
+  /**
+   * Parsed mapped object files (`process/objects.ts`), each holding the whole
+   * file (at most `MAX_OBJECT_FILE_SIZE`). Default 64: a process's libraries
+   * and a few versions of them.
+   */
+  objectFiles?: number;
 }
 
 /** The caches one user of xsplice shares across operations. */
@@ -23,6 +30,8 @@ export interface XspliceContext {
   readonly ifuncs: BoundedCache<string, bigint>;
   /** The `-flive-patching` warning of a target object, by build-id (`execute.ts`). */
   readonly warnings: BoundedCache<string, { warning: string | undefined }>;
+  /** Mapped object files read and parsed, by (device, inode, mtime, size) (`process/objects.ts`). */
+  readonly objectFiles: ObjectFileCache;
 }
 
 /** A new context with empty caches. */
@@ -30,5 +39,6 @@ export function createContext(bounds: ContextBounds = {}): XspliceContext {
   return {
     ifuncs: new BoundedCache(bounds.ifuncs ?? 4096),
     warnings: new BoundedCache(bounds.warnings ?? 256),
+    objectFiles: new BoundedCache<string, ObjectFile>(bounds.objectFiles ?? 64),
   };
 }

@@ -32,9 +32,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { livePatchingWarning } from "../elf/dwarf-producer.ts";
-import { readElf } from "../elf/file.ts";
 import { ERRNO, XspliceError } from "../errors.ts";
 import { fromHexBytes, hex, hexBytes } from "../hex.ts";
 import { mappedExactly, readMaps } from "../process/maps.ts";
@@ -121,15 +119,17 @@ function objectWarning(session: TargetSession, p: PayloadRecord): string | undef
   return session.context.warnings.getOrSet(p.object.buildId, () => {
     let warning: string | undefined;
     try {
-      const obj = mappedObjects(session.pid).find((o) => o.buildId === p.object.buildId);
+      const obj = mappedObjects(session.pid, { cache: session.context.objectFiles }).find(
+        (o) => o.buildId === p.object.buildId,
+      );
       if (!obj)
         return {
           warning: `the target object ${p.object.buildId} is not mapped: cannot check it for -flive-patching`,
         };
       warning = livePatchingWarning(obj.elf, obj.path);
       // No DWARF in the object itself: its separate debug file may have it.
-      if (warning && obj.debugFile && /no DWARF producer/.test(warning))
-        warning = livePatchingWarning(readElf(readFileSync(obj.debugFile)), obj.path);
+      if (warning && obj.debugElf && /no DWARF producer/.test(warning))
+        warning = livePatchingWarning(obj.debugElf, obj.path);
     } catch (err) {
       warning = `cannot read the target object to check for -flive-patching=inline-clone: ${(err as Error).message}`;
     }

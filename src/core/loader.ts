@@ -25,6 +25,7 @@ import { type LinkedImage, layoutSections, linkPayload, REGIONS, type Region } f
 import { oldAddressOf, patchRecords, payloadRefAddress } from "./load/funcs.ts";
 import { IfuncResolver } from "./load/ifunc.ts";
 import { PAYLOAD_STRUCT_SIZE, type Placement, placeRegions, reserveRw, stillFree } from "./load/place.ts";
+import { policyInForce, tightenPolicy } from "./load/policy.ts";
 import { symbolSources } from "./load/sources.ts";
 import {
   checkName,
@@ -97,16 +98,21 @@ export interface PrepareContext {
 }
 
 /** The target object by `.xsplice.target` build-id (SPEC §2: none `ENOENT` naming the build-id). */
-export function findTarget(objects: readonly MappedObject[], payload: Payload, pid: number): MappedObject {
+export function findTarget(
+  objects: readonly MappedObject[],
+  payload: Payload,
+  pid: number,
+  refused: readonly string[] = [],
+): MappedObject {
   const id = hexBytes(payload.target);
   const obj = findObjectByBuildId(objects, id);
   if (!obj)
     throw new XspliceError(
       "ENOENT",
-      `no object with build-id ${id} (.xsplice.target) is mapped in process ${pid}`,
-      {
-        pid,
-      },
+      `no object with build-id ${id} (.xsplice.target) is mapped in process ${pid}${
+        refused.length > 0 ? ` (not read: ${refused.join("; ")})` : ""
+      }`,
+      { pid },
     );
   return obj;
 }
@@ -259,8 +265,9 @@ export function prepareUpload(
       maxSize: opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE,
       maxSections: opts.maxSections,
     });
-  const objects = mappedObjects(pid, { maps });
-  const target = findTarget(objects, payload, pid);
+  const refused: string[] = [];
+  const objects = mappedObjects(pid, { maps, cache: ctx.context?.objectFiles, refused });
+  const target = findTarget(objects, payload, pid, refused);
   checkBuildIdFree(payload, reg);
   const arch = archFor(payload.machine);
   const withStruct = hasHooks(payload);
@@ -283,7 +290,7 @@ export function prepareUpload(
   const mem = new ProcessMemory(pid, { readOnly: true });
   let funcs: PayloadRecord["funcs"];
   try {
-    funcs = patchRecords(payload, arch, target, linked, oldCodeReader(payload, target, mem));
+    funcs = patchRecords(payload, arch, target, linked, oldCodeReader(payload, target, mem), reg.payloads);
   } finally {
     mem.close();
   }
@@ -442,11 +449,18 @@ export function planUpload(
 ): UploadPlan {
   const t0 = performance.now();
   checkName(name);
-  checkSize(bytes, opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE);
-  checkSignature(bytes, opts);
+  // The system policy holds for every caller, the library's too; options only tighten it (SPEC §9).
+  const policy = tightenPolicy(policyInForce(), {
+    requireSignature: opts.requireSignature,
+    trustedKeys: opts.trustedKeys,
+    maxSize: opts.maxSize,
+    what: "trustedKeys: the key",
+  });
+  checkSize(bytes, policy.maxSize);
+  checkSignature(bytes, policy);
   // Reading the payload alone first keeps a malformed file from costing a look at the process.
   const payload = readPayload(bytes, {
-    maxSize: opts.maxSize ?? DEFAULT_MAX_PAYLOAD_SIZE,
+    maxSize: policy.maxSize,
     maxSections: opts.maxSections,
   });
   const t1 = performance.now();

@@ -291,7 +291,7 @@ function stopLoop(
   indexOf(guards); // built before the stop: sorting and merging costs nothing inside it
   let objectAt: ((pc: bigint) => UnwindObject | undefined) | undefined;
   if (policy === "unwound") {
-    const objects = mappedObjects(pid, { maps: [...maps.current] });
+    const objects = mappedObjects(pid, { maps: [...maps.current], cache: session.context.objectFiles });
     objectAt = (pc) => {
       const o = objects.find((x) => x.contains(pc));
       return o ? { bias: o.bias, ehFrame: () => o.ehFrame() } : undefined;

@@ -37,7 +37,7 @@ import {
   readRegistry,
 } from "./registry/format.ts";
 import { emptyRegistry, type RegistryState } from "./registry/records.ts";
-import { createRegistry, findRegistry, readTargetRegistry } from "./registry/remote.ts";
+import { createRegistry, findRegistryMapping, readTargetRegistry } from "./registry/remote.ts";
 
 /** The process title `bin/xsplice.js` sets, by which a waiting run recognises another xsplice. */
 export const XSPLICE_TITLE = "xsplice";
@@ -219,7 +219,8 @@ class Session implements TargetSession {
 
   refresh(): void {
     this.tracee.checkSameProgram();
-    const base = findRegistry(this.pid);
+    const found = findRegistryMapping(this.pid);
+    const base = found?.base;
     // Mapped but never initialised (its creator was killed, issue #11 item 3): no registry yet.
     if (base !== undefined && isUninitialised(this.memory, base)) {
       this.base = undefined;
@@ -229,7 +230,7 @@ class Session implements TargetSession {
     }
     this.base = base;
     this.unfinished = undefined;
-    this.snapshot = base === undefined ? undefined : readRegistry(this.memory, base);
+    this.snapshot = base === undefined ? undefined : readRegistry(this.memory, base, found?.size);
   }
 
   commit(state: RegistryState): void {

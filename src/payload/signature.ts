@@ -2,8 +2,11 @@
  * Payload signatures (SPEC §9): the ELF payload, then the marker
  * `~Module signature appended~\n`, then a fixed 12-byte header, the signature,
  * the key identifier and the signer's name. The signature covers every byte
- * before the marker. Splitting and parsing need no keys; `verifySignature`
- * checks a split payload against a set of trusted keys with node:crypto.
+ * of the file but its own: the payload, the marker, the header, the key id and
+ * the signer's name — so a name shown as the signer is the one the key holder
+ * signed (issue #11 item 11). Splitting and parsing need no keys;
+ * `verifySignature` checks a split payload against a set of trusted keys with
+ * node:crypto.
  */
 import { createHash, createPublicKey, type KeyObject, sign, verify } from "node:crypto";
 import { XspliceError } from "../errors.ts";
@@ -32,13 +35,15 @@ export interface SignatureInfo {
   keyId: Uint8Array;
   /** The signer's name, decoded as UTF-8. */
   signer: string;
-  /** Offset of the marker in the file: the length of the signed bytes. */
+  /** Offset of the marker in the file: the length of the ELF payload. */
   offset: number;
+  /** The bytes the signature covers: the whole file without the signature itself. */
+  covered: Uint8Array;
 }
 
 /** A file split at its signature marker. */
 export interface SignedParts {
-  /** The ELF payload: every byte before the marker (what the signature covers). */
+  /** The ELF payload: every byte before the marker. */
   elf: Uint8Array;
   /** The trailer, absent for an unsigned payload. */
   signature?: SignatureInfo;
@@ -49,6 +54,16 @@ export interface TrustedKey {
   keyId: Uint8Array;
   /** A public key (or a private key, whose public half is used), as a KeyObject or PEM text. */
   key: KeyObject | string;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 function lastIndexOf(bytes: Uint8Array, needle: Uint8Array): number {
@@ -136,6 +151,7 @@ export function splitSignature(file: Uint8Array): SignedParts {
       keyId: file.subarray(body + sigLen, body + sigLen + keyIdLen),
       signer: new TextDecoder().decode(file.subarray(body + sigLen + keyIdLen, total)),
       offset: at,
+      covered: concat(file.subarray(0, body), file.subarray(body + sigLen, total)),
     },
   };
 }
@@ -225,8 +241,8 @@ export function verifySignature(
   try {
     ok =
       sig.algo === SIG_ALGO.RSA
-        ? verify("sha256", parts.elf, pub, sig.signature)
-        : verify(null, parts.elf, pub, sig.signature);
+        ? verify("sha256", sig.covered, pub, sig.signature)
+        : verify(null, sig.covered, pub, sig.signature);
   } catch {
     ok = false; // a malformed signature (wrong length) is just a bad signature
   }
@@ -249,8 +265,12 @@ export function signPayload(
     throw new XspliceError("EINVAL", "payload is already signed");
   }
   const key = privateKey;
+  const signerBytes = new TextEncoder().encode(signer);
+  if (signerBytes.length > 255 || keyId.length > 255) {
+    throw new XspliceError("EINVAL", "signer name and key id must be at most 255 bytes each");
+  }
   let algo: number | undefined;
-  let signature: Buffer;
+  let sigLen: number;
   try {
     const pub = publicKeyOf(key);
     algo = algoOfKey(pub);
@@ -260,7 +280,8 @@ export function signPayload(
         `key type ${pub.asymmetricKeyType} cannot sign payloads (RSA or Ed25519)`,
       );
     }
-    signature = algo === SIG_ALGO.RSA ? sign("sha256", bytes, key) : sign(null, bytes, key);
+    // The header (with sig_len) is signed too, so the length must be known first.
+    sigLen = algo === SIG_ALGO.RSA ? Math.ceil((pub.asymmetricKeyDetails?.modulusLength ?? 0) / 8) : 64;
   } catch (err) {
     if (err instanceof XspliceError) throw err;
     throw new XspliceError(
@@ -270,34 +291,27 @@ export function signPayload(
       { cause: err },
     );
   }
-  const signerBytes = new TextEncoder().encode(signer);
-  if (signerBytes.length > 255 || keyId.length > 255) {
-    throw new XspliceError("EINVAL", "signer name and key id must be at most 255 bytes each");
-  }
-  const out = new Uint8Array(
-    bytes.length +
-      SIGNATURE_MARKER.length +
-      SIGNATURE_HEADER_SIZE +
-      signature.length +
-      keyId.length +
-      signerBytes.length,
-  );
-  let at = 0;
-  for (const part of [bytes, SIGNATURE_MARKER]) {
-    out.set(part, at);
-    at += part.length;
-  }
-  const view = new DataView(out.buffer, at, SIGNATURE_HEADER_SIZE);
+  const header = new Uint8Array(SIGNATURE_HEADER_SIZE);
+  const view = new DataView(header.buffer);
   view.setUint8(0, algo);
   view.setUint8(1, SIG_HASH_SHA256);
   view.setUint8(2, SIG_ID_X509_SKID);
   view.setUint8(3, signerBytes.length);
   view.setUint8(4, keyId.length);
-  view.setUint32(8, signature.length, false);
-  at += SIGNATURE_HEADER_SIZE;
-  for (const part of [signature, keyId, signerBytes]) {
-    out.set(part, at);
-    at += part.length;
+  view.setUint32(8, sigLen, false);
+  const covered = concat(bytes, SIGNATURE_MARKER, header, keyId, signerBytes);
+  let signature: Buffer;
+  try {
+    signature = algo === SIG_ALGO.RSA ? sign("sha256", covered, key) : sign(null, covered, key);
+  } catch (err) {
+    throw new XspliceError(
+      "EINVAL",
+      `cannot sign with this key: ${(err as Error).message}`,
+      {},
+      { cause: err },
+    );
   }
-  return out;
+  if (signature.length !== sigLen)
+    throw new XspliceError("EINVAL", `signature of ${signature.length} bytes, expected ${sigLen}`);
+  return concat(bytes, SIGNATURE_MARKER, header, signature, keyId, signerBytes);
 }

@@ -38,8 +38,10 @@ export interface Mapping {
   deleted: boolean;
 }
 
+// The path is anything up to the newline (the kernel escapes only "\n" in it): `.` would stop at a "\r"
+// a file name may hold, and one such file would make the whole process unreadable (issue #11 item 8).
 const LINE =
-  /^([0-9a-f]+)-([0-9a-f]+) ([r-])([w-])([x-])([ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)(?: +(.*))?$/;
+  /^([0-9a-f]+)-([0-9a-f]+) ([r-])([w-])([x-])([ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)(?: +([^\n]*))?$/;
 const DELETED = " (deleted)";
 
 /**

@@ -5,19 +5,26 @@
  * lookup (SPEC §2 resolution order, `file.c#name` statics), and CFI for stack
  * walks (SPEC §6).
  *
- * Files are read once per (device, inode, mtime) and cached for the life of
- * the xsplice process: libc alone is 2 MB and its symbol tables take time to
- * index. Files are read through `/proc/PID/map_files/` where possible, which
- * gives the very file that is mapped even after it was deleted or replaced on
- * disk, or lives in another mount namespace.
+ * Files are read through `/proc/PID/map_files/`, which gives the very file
+ * that is mapped even after it was deleted or replaced on disk, or lives in
+ * another mount namespace — never through the path the target's maps name
+ * (the target controls that name: issue #11 item 7), except, for a caller
+ * without the right to map_files, a path that names the mapped inode itself.
+ * Only regular files are read, and none above `MAX_OBJECT_FILE_SIZE` (issue
+ * #11 item 10). A caller may pass a bounded cache (`XspliceContext.objectFiles`)
+ * to keep parsed files per (device, inode, mtime, size): libc alone is 2 MB and
+ * its symbol tables take time to index; without one nothing is kept.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, existsSync, statSync } from "node:fs";
+import type { BoundedCache } from "../bounded-cache.ts";
 import { ET, PT, SHT, STB, STT, STV } from "../elf/defs.ts";
 import { EhFrame } from "../elf/eh-frame.ts";
 import { type ElfFile, readElf } from "../elf/file.ts";
 import type { ElfSymbol } from "../elf/symbol.ts";
 import { XspliceError } from "../errors.ts";
+import { hex } from "../hex.ts";
 import { NameIndex, type Resolution } from "../payload/target-symbols.ts";
+import { type OpenedFile, openRegularFile, readOpened } from "../regular-file.ts";
 import { isFileMapping, type Mapping, mappingAt, procError, readMaps } from "./maps.ts";
 import { readMemory } from "./memory.ts";
 
@@ -74,6 +81,8 @@ export interface MappedObject {
   elf: ElfFile;
   /** The separate debug file whose `.symtab` is used, when the object has none of its own. */
   debugFile?: string;
+  /** That debug file, parsed. */
+  debugElf?: ElfFile;
   /** Position in the dynamic linker's `link_map` list (load order), when known. */
   loadIndex: number;
   /** True when `addr` is inside one of the object's mappings. */
@@ -98,7 +107,35 @@ export interface MappedObjectsOptions {
   read?: (addr: bigint, len: number) => Uint8Array;
   /** Where separate debug files live. Default `/usr/lib/debug`. */
   debugRoot?: string;
+  /** Parsed files kept across calls (`XspliceContext.objectFiles`); default none. */
+  cache?: ObjectFileCache;
+  /**
+   * Filled with one line per mapped file that looks like an object but was
+   * not read (above `MAX_OBJECT_FILE_SIZE`, not a regular file), for messages.
+   */
+  refused?: string[];
 }
+
+/**
+ * Largest object file read (SPEC §2 target objects): far above any real
+ * executable or library, far below what would exhaust xsplice. A target can
+ * map any file; one above this is not a patch target and is reported in
+ * `refused`.
+ */
+export const MAX_OBJECT_FILE_SIZE = 512 * 1024 * 1024;
+
+/** A file read and parsed once, with its symbol index built on first use. */
+export interface ObjectFile {
+  elf: ElfFile;
+  statKey: string;
+  debugFile?: string;
+  debugElf?: ElfFile;
+  /** Built on first lookup. */
+  index?: SymbolIndex;
+}
+
+/** Parsed object files by (device, inode, mtime, size). */
+export type ObjectFileCache = BoundedCache<string, ObjectFile>;
 
 /**
  * Every ELF object mapped in process `pid`, in load order (the dynamic
@@ -128,12 +165,13 @@ export function mappedObjects(pid: number, options: MappedObjectsOptions = {}): 
     if (g) g.push(m);
     else groups.set(key, [m]);
   }
+  const files = options.cache ?? new Map<string, ObjectFile>();
   for (const group of groups.values()) {
     // The same file mapped twice (dlopen'd twice via different paths is one group; a data file
     // mapped twice at offset 0 is not ELF anyway): each offset-0 mapping starts one object.
     const heads = group.filter((m) => m.offset === 0n);
     for (const head of heads) {
-      const file = openObjectFile(pid, head, debugRoot);
+      const file = openObjectFile(pid, head, debugRoot, files, options.refused);
       if (!file) continue;
       const kind: ObjectKind = file.statKey === exeKey ? "executable" : "library";
       const mine = ownMappings(group, head, file.elf);
@@ -173,87 +211,106 @@ export function objectAt(objects: readonly MappedObject[], addr: bigint): Mapped
 
 // ---------------------------------------------------------------------------------------------
 
-interface CachedFile {
-  elf: ElfFile;
-  statKey: string;
-  debugFile?: string;
-  debugElf?: ElfFile;
-  index?: SymbolIndex;
+/** What `openObjectFile` needs of a cache: a `BoundedCache`, or a plain Map for one call. */
+interface FileCache {
+  get(key: string): ObjectFile | undefined;
+  set(key: string, value: ObjectFile): unknown;
 }
 
-const fileCache = new Map<string, CachedFile>();
-
-/** Forget cached files (tests that rewrite a file in place with the same mtime). */
-export function clearObjectCache(): void {
-  fileCache.clear();
+/**
+ * The mapped file behind `head`: through map_files; only when that is refused
+ * (a caller without CAP_SYS_ADMIN) through the path, and then only if the path
+ * is a regular file of the mapped inode, on the opened descriptor too.
+ */
+function openMapped(pid: number, head: Mapping): OpenedFile | undefined {
+  const what = `object ${JSON.stringify(head.path)} (mapped at ${hex(head.start)})`;
+  try {
+    return openRegularFile(
+      `/proc/${pid}/map_files/${head.start.toString(16)}-${head.end.toString(16)}`,
+      what,
+    );
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EPERM" && code !== "EACCES") return undefined; // gone, or not a regular file
+  }
+  if (head.deleted) return undefined; // the path names another file now
+  try {
+    const st = statSync(head.path); // never opened unless it is a regular file of the mapped inode
+    if (!st.isFile() || BigInt(st.ino) !== head.inode) return undefined;
+    const opened = openRegularFile(head.path, what);
+    if (BigInt(opened.stat.ino) === head.inode && opened.stat.dev === st.dev) return opened;
+    closeSync(opened.fd);
+  } catch {
+    // unreadable: not a patch target
+  }
+  return undefined;
 }
 
-function openObjectFile(pid: number, head: Mapping, debugRoot: string): CachedFile | undefined {
-  // map_files gives the mapped file itself (deleted, replaced, other namespace); the path is the fallback.
-  const candidates = [
-    `/proc/${pid}/map_files/${head.start.toString(16)}-${head.end.toString(16)}`,
-    head.path,
-  ];
-  for (const path of candidates) {
-    let st: ReturnType<typeof statSync>;
-    try {
-      st = statSync(path);
-    } catch {
-      continue;
-    }
-    if (BigInt(st.ino) !== head.inode) continue; // the path now names another file
+function openObjectFile(
+  pid: number,
+  head: Mapping,
+  debugRoot: string,
+  cache: FileCache,
+  refused: string[] | undefined,
+): ObjectFile | undefined {
+  const opened = openMapped(pid, head);
+  if (!opened) return undefined;
+  try {
+    const st = opened.stat;
+    if (BigInt(st.ino) !== head.inode) return undefined; // map_files of a mapping that changed meanwhile
     const statKey = `${st.dev}:${st.ino}`;
     const key = `${statKey}:${st.mtimeMs}:${st.size}`;
-    const cached = fileCache.get(key);
+    const cached = cache.get(key);
     if (cached) return cached;
-    if (!hasElfMagic(path)) return undefined;
+    if (st.size < 64 || !hasElfMagic(readOpened(opened, 4, head.path))) return undefined;
+    if (st.size > MAX_OBJECT_FILE_SIZE) {
+      refused?.push(
+        `${JSON.stringify(head.path)} is ${st.size} bytes, above the ${MAX_OBJECT_FILE_SIZE}-byte limit for objects`,
+      );
+      return undefined;
+    }
     let elf: ElfFile;
     try {
-      elf = readElf(readFileSync(path));
+      elf = readElf(readOpened(opened, st.size, head.path));
     } catch (err) {
       if (err instanceof XspliceError) return undefined; // an ELF we cannot read is not a patch target
       throw err;
     }
     if (elf.header.type !== ET.DYN && elf.header.type !== ET.EXEC) return undefined;
-    const entry: CachedFile = { elf, statKey };
+    const entry: ObjectFile = { elf, statKey };
     if (!elf.symbolTable()) {
       const id = safeBuildId(elf);
       const debug = id && `${debugRoot}/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`;
-      if (debug && existsSync(debug)) {
-        try {
-          const debugElf = readElf(readFileSync(debug));
-          if (safeBuildId(debugElf) === id && debugElf.symbolTable()) {
-            entry.debugElf = debugElf;
-            entry.debugFile = debug;
-          }
-        } catch (err) {
-          if (!(err instanceof XspliceError)) throw err;
-        }
+      const debugElf = debug ? readDebugFile(debug) : undefined;
+      if (debug && debugElf && safeBuildId(debugElf) === id && debugElf.symbolTable()) {
+        entry.debugElf = debugElf;
+        entry.debugFile = debug;
       }
     }
-    fileCache.set(key, entry);
+    cache.set(key, entry);
     return entry;
+  } finally {
+    closeSync(opened.fd);
   }
-  return undefined;
 }
 
-function hasElfMagic(path: string): boolean {
-  const buf = new Uint8Array(4);
-  let fd: number | undefined;
+/** A separate debug file (its name is hex from the build-id, under the debug root), bounded like objects. */
+function readDebugFile(path: string): ElfFile | undefined {
+  let opened: OpenedFile | undefined;
   try {
-    fd = openSync(path, "r");
-    return (
-      readSync(fd, buf, 0, 4, 0) === 4 &&
-      buf[0] === 0x7f &&
-      buf[1] === 0x45 &&
-      buf[2] === 0x4c &&
-      buf[3] === 0x46
-    );
-  } catch {
-    return false;
+    opened = openRegularFile(path, path);
+    if (opened.stat.size > MAX_OBJECT_FILE_SIZE) return undefined;
+    return readElf(readOpened(opened, opened.stat.size, path));
+  } catch (err) {
+    if (err instanceof XspliceError || (err as NodeJS.ErrnoException).code !== undefined) return undefined;
+    throw err;
   } finally {
-    if (fd !== undefined) closeSync(fd);
+    if (opened) closeSync(opened.fd);
   }
+}
+
+function hasElfMagic(buf: Uint8Array): boolean {
+  return buf[0] === 0x7f && buf[1] === 0x45 && buf[2] === 0x4c && buf[3] === 0x46;
 }
 
 function safeBuildId(elf: ElfFile): string | undefined {
@@ -298,7 +355,7 @@ function makeObject(
   elf: ElfFile,
   loadBias: bigint,
   mappings: Mapping[],
-  file: CachedFile | undefined,
+  file: ObjectFile | undefined,
 ): MappedObject {
   const sorted = [...mappings].sort((a, b) => (a.start < b.start ? -1 : 1));
   let eh: EhFrame | null | undefined;
@@ -352,6 +409,7 @@ function makeObject(
     },
   };
   if (file?.debugFile) obj.debugFile = file.debugFile;
+  if (file?.debugElf) obj.debugElf = file.debugElf;
   return obj;
 }
 

@@ -3,7 +3,8 @@
  * trailer is parsed here by the SPEC's layout (not by src/payload), the key id
  * is checked against `openssl pkey -outform DER | sha1`, and the signature
  * against `openssl` itself (dgst -verify for RSA, pkeyutl -verify -rawin for
- * Ed25519). `inspect` then reports it signed.
+ * Ed25519) over what it covers: the whole file but the signature (SPEC §9, so
+ * the signer's name and key id are signed too). `inspect` then reports it signed.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -19,6 +20,8 @@ const MARKER = Buffer.from("~Module signature appended~\n");
 /** SPEC §9 trailer, read by hand: header fields, signature, key id, signer. */
 function trailer(file: Buffer): {
   elf: Buffer;
+  /** Every byte of the file but the signature: what it signs. */
+  covered: Buffer;
   algo: number;
   hash: number;
   idType: number;
@@ -36,6 +39,7 @@ function trailer(file: Buffer): {
   assert.equal(body + sigLen + keyIdLen + signerLen, file.length, "trailer fills the file");
   return {
     elf: file.subarray(0, at),
+    covered: Buffer.concat([file.subarray(0, body), file.subarray(body + sigLen)]),
     algo: file[h]!,
     hash: file[h + 1]!,
     idType: file[h + 2]!,
@@ -98,7 +102,7 @@ describe("xsplice sign", () => {
       const sig = join(tmp.dir, `${kind}.sig`);
       const elf = join(tmp.dir, `${kind}.elf`);
       writeFileSync(sig, t.sig);
-      writeFileSync(elf, t.elf);
+      writeFileSync(elf, t.covered);
       const verified =
         kind === "rsa"
           ? tool("openssl", ["dgst", "-sha256", "-verify", keys[kind].pub, "-signature", sig, elf])

@@ -146,7 +146,7 @@ describe("xsplice inspect", () => {
   test("a directory or a missing argument: EINVAL, exit 1", () => {
     const d = xsplice("inspect", dir);
     assert.equal(d.status, 1);
-    assert.match(d.stderr, /^xsplice: inspect .*: EINVAL: .* is a directory\n$/);
+    assert.match(d.stderr, /^xsplice: inspect .*: EINVAL: .* is a directory, not a regular file\n$/);
     const none = xsplice("inspect");
     assert.equal(none.status, 1);
     assert.match(none.stderr, /EINVAL: wrong number of arguments/);

@@ -5,13 +5,14 @@
  */
 
 import type { Arch } from "../../arch/index.ts";
+import { STT } from "../../elf/defs.ts";
 import { XspliceError } from "../../errors.ts";
 import { hex, hexBytes } from "../../hex.ts";
 import type { PatchFunc, Payload } from "../../payload/index.ts";
 import { ambiguousName } from "../../payload/target-symbols.ts";
 import type { MappedObject } from "../../process/objects.ts";
 import { checkPatchSite, type LinkedImage } from "../link/index.ts";
-import type { FuncRecord } from "../registry/records.ts";
+import type { FuncRecord, PayloadRecord } from "../registry/records.ts";
 
 function label(f: PatchFunc): string {
   return f.name || `entry ${f.index} (old_addr ${hex(f.oldAddr)})`;
@@ -45,12 +46,100 @@ export function payloadRefAddress(
   return a + ref.addend;
 }
 
+/** A patch site: the bytes `[start, end)` APPLY overwrites, and whose they are. */
+interface Site {
+  start: bigint;
+  end: bigint;
+  owner: string;
+}
+
+/**
+ * SPEC §2 (issue #11 item 9): the bytes an entry will overwrite lie in one
+ * executable mapping of the target object and, where the object has a symbol
+ * table, inside one function. A payload can name any address: without this
+ * a trampoline could be written into a data array.
+ */
+function checkSiteInCode(f: PatchFunc, obj: MappedObject, start: bigint, end: bigint): void {
+  const where = { symbol: f.name, address: start };
+  const m = obj.mappings.find((x) => start >= x.start && start < x.end);
+  if (!m?.perms.exec || end > m.end)
+    throw new XspliceError(
+      "EINVAL",
+      `${label(f)}: patch site ${hex(start)}..${hex(end)} is not inside executable code of ${obj.path}${
+        m
+          ? ` (mapping ${hex(m.start)}-${hex(m.end)} ${m.perms.exec ? "ends first" : "is not executable"})`
+          : ""
+      }`,
+      where,
+    );
+  const hit = obj.symbolAt(start);
+  const fn =
+    hit && (hit.symbol.type === STT.FUNC || hit.symbol.type === STT.GNU_IFUNC) ? hit.symbol : undefined;
+  if (hit && !fn)
+    throw new XspliceError(
+      "EINVAL",
+      `${label(f)}: patch site ${hex(start)} is inside '${hit.symbol.name}', which is not a function`,
+      where,
+    );
+  if (fn) {
+    if (fn.size > 0n && end > fn.address + fn.size)
+      throw new XspliceError(
+        "EINVAL",
+        `${label(f)}: patch site ${hex(start)}..${hex(end)} runs past the end of function '${fn.name}' (${hex(fn.address)}..${hex(fn.address + fn.size)})`,
+        where,
+      );
+    return;
+  }
+  // No symbol covers the address: refused where the object's full symbol table would name every function.
+  if (obj.elf.symbolTable() || obj.debugElf)
+    throw new XspliceError(
+      "EINVAL",
+      `${label(f)}: patch site ${hex(start)} is not inside any function of ${obj.path}`,
+      where,
+    );
+}
+
+/** Every patch site of the payloads already loaded (their records), for the overlap check. */
+function loadedSites(loaded: readonly PayloadRecord[]): Site[] {
+  return loaded.flatMap((p) =>
+    p.funcs.map((r) => {
+      const start = BigInt(r.patchAddr);
+      return {
+        start,
+        end: start + BigInt(r.patch.length / 2),
+        owner: `${r.name || r.oldAddr} of '${p.name}'`,
+      };
+    }),
+  );
+}
+
+/**
+ * SPEC §2 (issue #11 item 9): no two patch sites may overlap, in this payload
+ * or with a loaded one — overlapping writes can never both be reverted. The
+ * one exception is stacking: the same site of the same function, patched
+ * again by a later payload.
+ */
+function checkNoOverlap(f: PatchFunc, site: Site, own: readonly Site[], loaded: readonly Site[]): void {
+  const clash = (o: Site) => o.start < site.end && site.start < o.end;
+  const mine = own.find(clash);
+  const theirs = loaded.find((o) => clash(o) && o.start !== site.start);
+  const other = mine ?? theirs;
+  if (other)
+    throw new XspliceError(
+      "EINVAL",
+      `${label(f)}: patch site ${hex(site.start)}..${hex(site.end)} overlaps ${other.owner} at ${hex(other.start)}..${hex(other.end)}${mine ? " in this payload" : ""}`,
+      { symbol: f.name, address: site.start },
+    );
+}
+
 /**
  * One `FuncRecord` per entry: old and new addresses, the patch site and the
  * bytes APPLY writes. `readCode(addr, len)` reads the old function's first
  * bytes from the target. Errors: old function not found `ENOENT`; too small
  * (with `endbr64` counted) or a NOP longer than `old_size` `EINVAL`; the same
- * old function twice `EINVAL`; replacement out of reach `EOVERFLOW`.
+ * old function twice `EINVAL`; a site outside the object's code or overlapping
+ * another (`loaded`: the payloads in the registry) `EINVAL`; replacement out
+ * of reach `EOVERFLOW`.
  */
 export function patchRecords(
   payload: Payload,
@@ -58,9 +147,18 @@ export function patchRecords(
   obj: MappedObject,
   linked: LinkedImage,
   readCode: (addr: bigint, len: number) => Uint8Array,
+  loaded: readonly PayloadRecord[] = [],
 ): FuncRecord[] {
   const seen = new Map<bigint, string>();
   const out: FuncRecord[] = [];
+  const own: Site[] = [];
+  const others = loadedSites(loaded);
+  const check = (f: PatchFunc, start: bigint, len: number) => {
+    const site = { start, end: start + BigInt(len), owner: label(f) };
+    checkSiteInCode(f, obj, start, site.end);
+    checkNoOverlap(f, site, own, others);
+    own.push(site);
+  };
   for (const f of payload.funcs) {
     const oldAddr = oldAddressOf(f, obj);
     const prev = seen.get(oldAddr);
@@ -74,6 +172,9 @@ export function patchRecords(
         },
       );
     seen.set(oldAddr, label(f));
+    // Before reading: an address outside the object's code is refused by name, not read.
+    if (f.nop) check(f, oldAddr, f.newSize);
+    else checkSiteInCode(f, obj, oldAddr, oldAddr + 1n);
     const code = readCode(oldAddr, Math.min(f.oldSize, 32));
     if (f.nop) {
       if (f.newSize > f.oldSize)
@@ -100,6 +201,7 @@ export function patchRecords(
     }
     const newAddr = payloadRefAddress(linked, f.newSymbol!);
     const site = checkPatchSite(arch, code, f.oldSize, oldAddr, newAddr, label(f));
+    check(f, site.at, site.bytes.length);
     out.push({
       name: f.name,
       oldAddr: hex(oldAddr),

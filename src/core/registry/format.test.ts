@@ -5,6 +5,7 @@ import {
   commitRegistry,
   initRegistry,
   isUninitialised,
+  MAX_SLOT_SIZE,
   type RegistryMemory,
   readRegistry,
   registrySize,
@@ -105,4 +106,40 @@ test("a state larger than the slot is ENOSPC and leaves the registry unchanged",
     (e: unknown) => e instanceof XspliceError && e.errno === "ENOSPC",
   );
   assert.equal(readRegistry(mem, BASE).state.version, 1);
+});
+
+test("a slot size or length from the header above the cap is EINVAL before anything is allocated", () => {
+  for (const [slotSize, length] of [
+    [1n << 30n, 100n],
+    [BigInt(SLOT), 1n << 30n],
+  ] as const) {
+    const mem = bufferMemory(registrySize(SLOT));
+    initRegistry(mem, BASE, stateWith(1), SLOT);
+    const dv = new DataView(mem.bytes.buffer);
+    dv.setBigUint64(16, slotSize, true);
+    dv.setBigUint64(32, length, true);
+    const reads: number[] = [];
+    const counting: RegistryMemory = {
+      ...mem,
+      read: (a, n) => {
+        reads.push(n);
+        return mem.read(a, n);
+      },
+    };
+    assert.throws(
+      () => readRegistry(counting, BASE),
+      (e: unknown) => e instanceof XspliceError && e.errno === "EINVAL" && /1073741824/.test(e.message),
+    );
+    assert.ok(Math.max(...reads) <= MAX_SLOT_SIZE, `read ${Math.max(...reads)} bytes`);
+  }
+});
+
+test("slots that do not fit the mapping are EINVAL", () => {
+  const mem = bufferMemory(registrySize(SLOT));
+  initRegistry(mem, BASE, stateWith(1), SLOT);
+  assert.throws(
+    () => readRegistry(mem, BASE, BigInt(registrySize(SLOT) - 4096)),
+    (e: unknown) => e instanceof XspliceError && e.errno === "EINVAL" && /do not fit/.test(e.message),
+  );
+  assert.equal(readRegistry(mem, BASE, BigInt(registrySize(SLOT))).state.version, 1);
 });

@@ -19,6 +19,7 @@
 import { createHash } from "node:crypto";
 import { XspliceError } from "../../errors.ts";
 import type { RegistryState } from "./records.ts";
+import { checkRegistryState } from "./schema.ts";
 
 /** Memory the registry lives in. */
 export interface RegistryMemory {
@@ -37,6 +38,12 @@ const DESC_SIZE = 32;
 const HEADER_USED = DESC_OFFSET + 2 * DESC_SIZE;
 /** Default slot size: room for thousands of payloads; untouched pages cost the target nothing. */
 export const DEFAULT_SLOT_SIZE = 4 * 1024 * 1024;
+/**
+ * Largest slot size a reader accepts (SPEC §8). The header comes from the
+ * target, which may claim anything: a reader refuses a larger slot, or a slot
+ * length above it, before it allocates a byte for it (issue #11 item 8).
+ */
+export const MAX_SLOT_SIZE = 64 * 1024 * 1024;
 /** How many times a reader retries when a writer replaced the slot under it. */
 const READ_RETRIES = 50;
 
@@ -55,7 +62,7 @@ function hash16(data: Uint8Array): Uint8Array {
   return new Uint8Array(createHash("sha256").update(data).digest().subarray(0, 16));
 }
 
-function readHeader(mem: RegistryMemory, base: bigint): Header {
+function readHeader(mem: RegistryMemory, base: bigint, mapped?: bigint): Header {
   const b = mem.read(base, HEADER_USED);
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const magic = new TextDecoder().decode(b.subarray(0, 8));
@@ -75,11 +82,28 @@ function readHeader(mem: RegistryMemory, base: bigint): Header {
   const active = dv.getUint32(12, true);
   if (active !== 0 && active !== 1)
     throw new XspliceError("EINVAL", `registry header: active slot ${active} is not 0 or 1`);
-  const slotSize = Number(dv.getBigUint64(16, true));
+  const rawSlotSize = dv.getBigUint64(16, true);
+  if (rawSlotSize === 0n || rawSlotSize > BigInt(MAX_SLOT_SIZE))
+    throw new XspliceError(
+      "EINVAL",
+      `registry header at 0x${base.toString(16)}: slot size ${rawSlotSize} is not 1..${MAX_SLOT_SIZE}`,
+    );
+  const slotSize = Number(rawSlotSize);
+  if (mapped !== undefined && BigInt(registrySize(slotSize)) > mapped)
+    throw new XspliceError(
+      "EINVAL",
+      `registry header at 0x${base.toString(16)}: slots of ${slotSize} bytes do not fit its ${mapped}-byte mapping`,
+    );
   const slots = [0, 1].map((i) => {
     const o = DESC_OFFSET + i * DESC_SIZE;
+    const length = dv.getBigUint64(o, true);
+    if (length > rawSlotSize)
+      throw new XspliceError(
+        "EINVAL",
+        `registry header at 0x${base.toString(16)}: slot ${i} length ${length} exceeds the slot size ${slotSize}`,
+      );
     return {
-      length: Number(dv.getBigUint64(o, true)),
+      length: Number(length),
       generation: dv.getBigUint64(o + 8, true),
       hash: b.slice(o + 16, o + 32),
     };
@@ -142,32 +166,30 @@ export interface RegistrySnapshot {
 
 /**
  * Read the current state. Retries while a concurrent writer is replacing the
- * slot being read; a slot that never verifies is `EIO`.
+ * slot being read; a slot that never verifies is `EIO`. `mapped`, when given,
+ * is how many bytes are mapped from `base`: slots beyond it are `EINVAL`
+ * before anything is read. The state is checked against the schema
+ * (`schema.ts`): the target may have written anything there.
  */
-export function readRegistry(mem: RegistryMemory, base: bigint): RegistrySnapshot {
+export function readRegistry(mem: RegistryMemory, base: bigint, mapped?: bigint): RegistrySnapshot {
   for (let attempt = 0; attempt < READ_RETRIES; attempt++) {
-    const h = readHeader(mem, base);
+    const h = readHeader(mem, base, mapped);
     const desc = h.slots[h.activeSlot]!;
-    if (desc.length > h.slotSize)
-      throw new XspliceError(
-        "EINVAL",
-        `registry slot ${h.activeSlot} length ${desc.length} exceeds slot size`,
-      );
     const data = mem.read(slotAddr(base, h.slotSize, h.activeSlot), desc.length);
     const ok = Buffer.from(hash16(data)).equals(Buffer.from(desc.hash));
-    const again = readHeader(mem, base);
+    const again = readHeader(mem, base, mapped);
     if (!ok || again.activeSlot !== h.activeSlot || again.slots[h.activeSlot]!.generation !== desc.generation)
       continue;
-    let state: RegistryState;
+    let doc: unknown;
     try {
-      state = JSON.parse(new TextDecoder().decode(data)) as RegistryState;
+      doc = JSON.parse(new TextDecoder().decode(data));
     } catch (err) {
       throw new XspliceError(
         "EINVAL",
         `registry slot ${h.activeSlot} does not hold valid JSON: ${(err as Error).message}`,
       );
     }
-    return { state, generation: desc.generation };
+    return { state: checkRegistryState(doc), generation: desc.generation };
   }
   throw new XspliceError(
     "EIO",

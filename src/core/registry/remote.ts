@@ -46,32 +46,53 @@ export function isRegistryMapping(m: Mapping): boolean {
   return m.path === ANON_REGISTRY_PATH || m.path === MEMFD_REGISTRY_PATH;
 }
 
+/** Where a registry is mapped: its base and how many contiguous bytes its mapping lines cover. */
+export interface RegistryMapping {
+  base: bigint;
+  size: bigint;
+}
+
 /**
- * The base address of the registry of `pid`, or undefined when the process
- * has none (no payload was ever uploaded). Mappings of one registry that the
- * kernel lists as several adjacent lines count once; two separate registries
- * are `EINVAL` (something other than xsplice made one, or memory was copied).
+ * The registry mapping of `pid`, or undefined when the process has none (no
+ * payload was ever uploaded). Mappings of one registry that the kernel lists
+ * as several adjacent lines count once; two separate registries are `EINVAL`
+ * (something other than xsplice made one, or memory was copied).
  */
-export function findRegistry(pid: number, maps: readonly Mapping[] = readMaps(pid)): bigint | undefined {
-  const starts: bigint[] = [];
-  let lastEnd: bigint | undefined;
+export function findRegistryMapping(
+  pid: number,
+  maps: readonly Mapping[] = readMaps(pid),
+): RegistryMapping | undefined {
+  const found: RegistryMapping[] = [];
+  let last: Mapping | undefined;
   for (const m of maps) {
     if (!isRegistryMapping(m)) {
-      lastEnd = undefined;
+      last = undefined;
       continue;
     }
-    if (lastEnd !== m.start) starts.push(m.start);
-    lastEnd = m.end;
+    // One registry split into lines continues the same object at the next offset; two registries
+    // mapped side by side (two memfds, which any process can make) do not.
+    const continues =
+      last !== undefined &&
+      last.end === m.start &&
+      last.dev === m.dev &&
+      last.inode === m.inode &&
+      last.offset + (last.end - last.start) === m.offset;
+    if (!continues) found.push({ base: m.start, size: 0n });
+    found[found.length - 1]!.size += m.end - m.start;
+    last = m;
   }
-  if (starts.length > 1)
+  if (found.length > 1)
     throw new XspliceError(
       "EINVAL",
-      `process ${pid} has ${starts.length} registries (${starts.map(hex).join(", ")})`,
-      {
-        pid,
-      },
+      `process ${pid} has ${found.length} registries (${found.map((f) => hex(f.base)).join(", ")})`,
+      { pid },
     );
-  return starts[0];
+  return found[0];
+}
+
+/** The base address of the registry of `pid` (see `findRegistryMapping`), or undefined. */
+export function findRegistry(pid: number, maps: readonly Mapping[] = readMaps(pid)): bigint | undefined {
+  return findRegistryMapping(pid, maps)?.base;
 }
 
 /** A `RegistryMemory` over the memory of `pid`, through `/proc/PID/mem`. */
@@ -88,12 +109,12 @@ export function processMemory(pid: number): RegistryMemory {
  * never sees a half-written state (the double-buffered layout of `format.ts`).
  */
 export function readTargetRegistry(pid: number, maps?: readonly Mapping[]): RegistrySnapshot | undefined {
-  const base = findRegistry(pid, maps);
-  if (base === undefined) return undefined;
+  const found = findRegistryMapping(pid, maps);
+  if (found === undefined) return undefined;
   const mem = processMemory(pid);
   // Mapped but not yet initialised by the run creating it: no payloads yet (SPEC §8 readers).
-  if (isUninitialised(mem, base)) return undefined;
-  return readRegistry(mem, base);
+  if (isUninitialised(mem, found.base)) return undefined;
+  return readRegistry(mem, found.base, found.size);
 }
 
 /** What `createRegistry` made. */
