@@ -29,6 +29,7 @@ import { createHash } from "node:crypto";
 import { ERRNO, XspliceError } from "../errors.ts";
 import { fromHexBytes, hex, hexBytes } from "../hex.ts";
 import { mappedExactly, readMaps } from "../process/maps.ts";
+import { pausePoint } from "../process/pause-point.ts";
 import type { InjectionTrace } from "../process/remote-call.ts";
 import { remoteMunmap } from "../process/syscalls.ts";
 import { pairRanHooks } from "./hooks.ts";
@@ -151,6 +152,7 @@ function rollBackAction(session: TargetSession, j: Journal, opts: RecoveryOption
               },
             );
         }
+        pausePoint("recover:restored");
         const before = (j.hooks ?? [])
           .filter((h) => h.phase === "done")
           .map((h) => `'${h.payload}' ${h.kind}`);
@@ -196,7 +198,10 @@ function rollForwardUnload(session: TargetSession, j: Journal, opts: RecoveryOpt
   const next = { ...withoutJournal(session.state), payloads: j.outcome, version: session.state.version + 1 };
   if (regions.length > 0) {
     const r = safeStop(session, guards, { timeoutMs: opts.timeoutMs ?? 1000, policy: opts.policy }, () => {
-      for (const reg of regions) remoteMunmap(session.tracee, session.tid, BigInt(reg.addr), reg.size);
+      for (const reg of regions) {
+        remoteMunmap(session.tracee, session.tid, BigInt(reg.addr), reg.size);
+        pausePoint("recover:unmapped");
+      }
       session.commit(next);
     });
     window = r.window;
@@ -220,7 +225,10 @@ function rollBackUpload(session: TargetSession, j: Journal): RecoveryReport {
   if (regions.length > 0) {
     session.stop();
     try {
-      for (const r of regions) remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
+      for (const r of regions) {
+        remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
+        pausePoint("recover:unmapped");
+      }
     } finally {
       session.run();
     }

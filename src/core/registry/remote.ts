@@ -12,6 +12,7 @@ import { XspliceError } from "../../errors.ts";
 import { hex } from "../../hex.ts";
 import { type Mapping, readMaps } from "../../process/maps.ts";
 import { readMemory, writeMemory } from "../../process/memory.ts";
+import { pausePoint } from "../../process/pause-point.ts";
 import {
   checkedSyscall,
   MAP,
@@ -117,6 +118,7 @@ export function createRegistry(tracee: Tracee, tid: number, state: RegistryState
   const anon = remoteMmap(tracee, tid, { length: size, prot: PROT.READ, flags: MAP.PRIVATE | MAP.ANONYMOUS });
   let kind: CreatedRegistry["kind"] = "anon";
   let base = anon;
+  pausePoint("registry:mapped");
   try {
     // The name string must be in the target's memory: borrow the end of the
     // header page (unused by the layout), then zero it again.
@@ -143,6 +145,7 @@ export function createRegistry(tracee: Tracee, tid: number, state: RegistryState
       base = mapMemfd(tracee, tid, size);
       kind = "memfd";
     }
+    pausePoint("registry:named");
     initRegistry(mem, base, state);
     return { base, kind };
   } catch (err) {
