@@ -131,7 +131,7 @@ function rollBackAction(session: TargetSession, j: Journal, opts: RecoveryOption
   const changed = writes.filter(
     (w) => hexBytes(session.memory.read(w.addr, w.before.length)) !== hexBytes(w.before),
   );
-  const hooksToPair = (j.hooks ?? []).some((h) => h.phase === "done");
+  const hooksToPair = (j.hooks ?? []).some((h) => h.phase === "done" && !h.undo);
   let window = 0;
   const paired: string[] = [];
   if (changed.length > 0 || hooksToPair) {
@@ -154,7 +154,7 @@ function rollBackAction(session: TargetSession, j: Journal, opts: RecoveryOption
         }
         pausePoint("recover:restored");
         const before = (j.hooks ?? [])
-          .filter((h) => h.phase === "done")
+          .filter((h) => h.phase === "done" && !h.undo)
           .map((h) => `'${h.payload}' ${h.kind}`);
         const failures = pairRanHooks(session, j, state.payloads, opts.timeoutMs ?? 1000, () =>
           session.commit({ ...state, journal: j }),
