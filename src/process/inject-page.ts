@@ -139,6 +139,16 @@ function leakedDescriptors(pid: number): number[] {
 }
 
 /**
+ * True when a killed creation of the inject page left something behind in
+ * `pid`: a half-made page or a descriptor of the memfd (issue #11 item 4).
+ * The next creation removes both; a run that finds them makes the page at
+ * once, so that what a killed run leaked does not wait for the next upload.
+ */
+export function injectPageLeftovers(pid: number): boolean {
+  return findInjectPage(pid).kind === "half-made" || leakedDescriptors(pid).length > 0;
+}
+
+/**
  * Map a new inject page with bootstrap system calls, first removing what a
  * killed creation left (a half-made page, leaked descriptors). `xstateSize`
  * sizes the image slots.

@@ -62,6 +62,7 @@ import {
   createInjectPage,
   findInjectPage,
   type InjectSlots,
+  injectPageLeftovers,
   newInjectSlots,
   openInjectPage,
   stillMapped,
@@ -425,6 +426,17 @@ export function finishLeftoverInjections(tracee: Tracee): number {
     n++;
   }
   return n;
+}
+
+/**
+ * Make the inject page now when a killed creation left a half-made one or a
+ * leaked descriptor (`injectPageLeftovers`): the creation removes both. The
+ * process must be stopped; `tid` runs the bootstrap. Returns true when it did.
+ */
+export function finishLeftoverInjectPage(tracee: Tracee, tid: number): boolean {
+  if (!injectPageLeftovers(tracee.pid)) return false;
+  slotsFor(tracee, tid, {});
+  return true;
 }
 
 /**
