@@ -11,7 +11,7 @@
  * wholly not against the ELF bytes, hooks' state exactly once, no stopped or
  * traced thread, no leaked mapping or descriptor, the target's results.
  *
- * XSPLICE_CRASH_KILLS sets the rounds (default 900; with crash-phases' ~120
+ * XSPLICE_CRASH_KILLS sets the rounds (default 860; with crash-phases' ~120
  * and crash-exec's, over 1,000 kills a suite run); XSPLICE_TEST_SEED replays
  * a run (the seed is printed).
  */
@@ -30,7 +30,7 @@ import { nodeCommand } from "../../helpers/bundle.ts";
 import { prng } from "../../helpers/prng.ts";
 
 const victim = fileURLToPath(new URL("../../fixtures/hardening/victim.ts", import.meta.url));
-const ROUNDS = Number(process.env["XSPLICE_CRASH_KILLS"] ?? 900);
+const ROUNDS = Number(process.env["XSPLICE_CRASH_KILLS"] ?? 860);
 const SEED = Number(process.env["XSPLICE_TEST_SEED"] ?? Date.now() % 1_000_000);
 
 describe("xsplice SIGKILLed at random moments of random operations", { timeout: 900_000 }, () => {
