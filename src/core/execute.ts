@@ -38,6 +38,7 @@ import { fromHexBytes, hex, hexBytes } from "../hex.ts";
 import { mappedExactly, readMaps } from "../process/maps.ts";
 import type { ProcessMemory } from "../process/memory.ts";
 import { mappedObjects } from "../process/objects.ts";
+import { pausePoint } from "../process/pause-point.ts";
 import { type StopLedger, sleepSync } from "../process/threads.ts";
 import {
   type ActionFlags,
@@ -387,6 +388,7 @@ export function executeAction(
   let d: Decision;
   try {
     d = decide(session, plan, applying);
+    pausePoint("action:decided");
   } catch (err) {
     const error = asXspliceError(err, name);
     settle(session, initial, name, { kind: "refused", error });
@@ -408,6 +410,7 @@ export function executeAction(
     hooksOutsideStop(session, pre, timeoutMs, (p, kind, ret) => {
       if (ret !== 0) throw hookFailure(p, kind, ret);
     });
+    pausePoint("action:prehooks");
   } catch (err) {
     const error = asXspliceError(err, name);
     settle(session, initial, name, { kind: "refused", error });
@@ -429,6 +432,7 @@ export function executeAction(
   let failure: XspliceError | undefined;
   try {
     session.commit({ ...marked, journal });
+    pausePoint("action:journaled");
     // 4. The safe stop: writes, hooks, and the outcome settled before the threads run again.
     const r = safeStop(
       session,
@@ -494,6 +498,7 @@ function patchInStop(
       const entry: JournalHook = { payload: p.name, kind, addr: hex(addr), phase: "running" };
       journal.hooks = [...(journal.hooks ?? []), entry];
       persist();
+      pausePoint("action:hook-running");
       try {
         ret = runHooks(session, p, kind, timeoutMs, {
           addr,
@@ -502,6 +507,7 @@ function patchInStop(
           onReturned: (r) => {
             entry.phase = r === 0 ? "done" : "failed";
             persist();
+            pausePoint("action:hook-returned");
           },
         });
       } catch (err) {
@@ -523,11 +529,15 @@ function patchInStop(
         const ret = hook(p, kind);
         if (ret !== 0) throw hookFailure(p, kind, ret);
       } else {
-        for (const span of pp.spans[i] ?? []) writeSpan(mem, span, written);
+        for (const span of pp.spans[i] ?? []) {
+          writeSpan(mem, span, written);
+          pausePoint("action:write");
+        }
       }
       if (step.kind === "revert") hook(p, "unload");
     });
     settle(session, initial, name, { kind: "done", next: outcome });
+    pausePoint("action:settled");
   } catch (err) {
     const error = asXspliceError(err, name);
     if (session.tracee.execed) throw settledError(error, name);

@@ -9,6 +9,7 @@
  * struct's `rc` (offset 8) is set to the action's outcome.
  */
 import { errnoName, XspliceError } from "../errors.ts";
+import { hex } from "../hex.ts";
 import { XSPLICE_PAYLOAD } from "../payload/abi.ts";
 import { remoteCall } from "../process/remote-call.ts";
 import type { JournalHook, PayloadRecord } from "./registry/records.ts";
@@ -120,9 +121,13 @@ export type StopHookKind = keyof typeof PAIRED_HOOK;
  * Undo what the hooks of an interrupted or failed stop did: for every
  * (payload, kind) with a hook `done` in `journal`, newest first, run the
  * payload's paired hooks once (SPEC §7; issue #11 item 5: a load hook whose
- * patches were rolled back must not keep its effect). Each entry paired is
- * marked `paired` and `persist()` is called, so that a run killed in the
- * middle does not pair it twice. Returns the failures (empty when all ran).
+ * patches were rolled back must not keep its effect). Each pair hook is
+ * journaled as it runs, like the hooks of the stop (`undo` entries: "running"
+ * before the call, "done" once it returned, before its inject slot is
+ * released), and a pair hook an earlier, killed run already got to return is
+ * not run again: a run killed in the middle of pairing never runs a pair
+ * twice. Then the entries paired are marked `paired`. Returns the failures
+ * (empty when all ran).
  */
 export function pairRanHooks(
   session: TargetSession,
@@ -134,10 +139,10 @@ export function pairRanHooks(
   const failures: string[] = [];
   const seen = new Set<string>();
   for (const h of [...(journal.hooks ?? [])].reverse()) {
-    if (h.phase !== "done") continue;
+    if (h.phase !== "done" || h.undo) continue;
     const key = `${h.payload}\0${h.kind}`;
     const same = (journal.hooks ?? []).filter(
-      (x) => x.payload === h.payload && x.kind === h.kind && x.phase === "done",
+      (x) => x.payload === h.payload && x.kind === h.kind && x.phase === "done" && !x.undo,
     );
     if (seen.has(key)) continue;
     seen.add(key);
@@ -145,8 +150,41 @@ export function pairRanHooks(
     const pair = PAIRED_HOOK[h.kind];
     try {
       if (!p) throw new XspliceError("ENOENT", `payload '${h.payload}' is gone`);
-      if (hasHook(p, pair)) {
-        const ret = runHooks(session, p, pair, timeoutMs);
+      for (const addr of hookAddresses(p, pair)) {
+        const ran = (journal.hooks ?? []).some(
+          (x) =>
+            x.undo &&
+            x.payload === p.name &&
+            x.kind === pair &&
+            BigInt(x.addr) === addr &&
+            x.phase === "done",
+        );
+        if (ran) continue;
+        const entry: JournalHook = {
+          payload: p.name,
+          kind: pair,
+          addr: hex(addr),
+          phase: "running",
+          undo: true,
+        };
+        journal.hooks = [...(journal.hooks ?? []), entry];
+        persist();
+        let ret = 0;
+        try {
+          ret = runHooks(session, p, pair, timeoutMs, {
+            addr,
+            onReturned: (r) => {
+              entry.phase = r === 0 ? "done" : "failed";
+              persist();
+            },
+          });
+        } catch (err) {
+          if (entry.phase === "running") {
+            entry.phase = "failed";
+            persist();
+          }
+          throw err;
+        }
         if (ret !== 0) throw hookFailure(p, pair, ret);
       }
       for (const x of same) x.phase = "paired";

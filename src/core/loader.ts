@@ -18,6 +18,7 @@ import { DEFAULT_MAX_PAYLOAD_SIZE, type Payload, readPayload } from "../payload/
 import { type Mapping, mappedExactly, readMaps } from "../process/maps.ts";
 import { ProcessMemory } from "../process/memory.ts";
 import { findObjectByBuildId, type MappedObject, mappedObjects } from "../process/objects.ts";
+import { pausePoint } from "../process/pause-point.ts";
 import { MAP, PROT, remoteMmap, remoteMunmap } from "../process/syscalls.ts";
 import { commitRc, commitUnloaded, commitUploaded, plan } from "./actions.ts";
 import { createContext, type XspliceContext } from "./context.ts";
@@ -377,6 +378,7 @@ function mapRegions(
       });
     }
     mapped.push({ addr, size: r.size });
+    pausePoint("upload:mapped");
   }
 }
 
@@ -527,8 +529,10 @@ export function uploadPrepared(session: TargetSession, up: UploadPlan): UploadRe
     try {
       // IFUNC resolvers run in the target (their choice is the process's), in this same stop.
       if (provisional) prepared.ifuncs.resolvePending(session.tracee, session.tid, maps);
+      pausePoint("upload:stopped");
       session.commit(uploadJournal(session.state, prepared.record));
       journaled = true;
+      pausePoint("upload:journaled");
       mapRegions(session, prepared.record, mapped);
     } finally {
       session.run();
@@ -544,6 +548,7 @@ export function uploadPrepared(session: TargetSession, up: UploadPlan): UploadRe
         throw new XspliceError("EINVAL", "IFUNC symbols left unresolved after the stop");
     }
     writeRegions(session, prepared.linked);
+    pausePoint("upload:written");
     const record = withDigests(prepared.record, prepared.linked);
     const { journal: _j, ...without } = session.state;
     session.commit(commitUploaded(without, record));
@@ -659,10 +664,15 @@ export function unloadPayload(
       payload: name,
     }));
   session.commit(unloadJournal(initial, p.payload));
+  pausePoint("unload:journaled");
   try {
     safeStop(session, guards, { timeoutMs, leaveStopped: opts.leaveStopped === true }, () => {
-      for (const r of p.payload.regions) remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
+      for (const r of p.payload.regions) {
+        remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
+        pausePoint("unload:unmapped");
+      }
       session.commit(commitUnloaded(initial, name));
+      pausePoint("unload:committed");
     });
   } catch (err) {
     if (session.tracee.execed) throw err;

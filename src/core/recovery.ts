@@ -29,6 +29,7 @@ import { createHash } from "node:crypto";
 import { ERRNO, XspliceError } from "../errors.ts";
 import { fromHexBytes, hex, hexBytes } from "../hex.ts";
 import { mappedExactly, readMaps } from "../process/maps.ts";
+import { pausePoint } from "../process/pause-point.ts";
 import type { InjectionTrace } from "../process/remote-call.ts";
 import { remoteMunmap } from "../process/syscalls.ts";
 import { pairRanHooks } from "./hooks.ts";
@@ -130,7 +131,7 @@ function rollBackAction(session: TargetSession, j: Journal, opts: RecoveryOption
   const changed = writes.filter(
     (w) => hexBytes(session.memory.read(w.addr, w.before.length)) !== hexBytes(w.before),
   );
-  const hooksToPair = (j.hooks ?? []).some((h) => h.phase === "done");
+  const hooksToPair = (j.hooks ?? []).some((h) => h.phase === "done" && !h.undo);
   let window = 0;
   const paired: string[] = [];
   if (changed.length > 0 || hooksToPair) {
@@ -151,8 +152,9 @@ function rollBackAction(session: TargetSession, j: Journal, opts: RecoveryOption
               },
             );
         }
+        pausePoint("recover:restored");
         const before = (j.hooks ?? [])
-          .filter((h) => h.phase === "done")
+          .filter((h) => h.phase === "done" && !h.undo)
           .map((h) => `'${h.payload}' ${h.kind}`);
         const failures = pairRanHooks(session, j, state.payloads, opts.timeoutMs ?? 1000, () =>
           session.commit({ ...state, journal: j }),
@@ -196,7 +198,10 @@ function rollForwardUnload(session: TargetSession, j: Journal, opts: RecoveryOpt
   const next = { ...withoutJournal(session.state), payloads: j.outcome, version: session.state.version + 1 };
   if (regions.length > 0) {
     const r = safeStop(session, guards, { timeoutMs: opts.timeoutMs ?? 1000, policy: opts.policy }, () => {
-      for (const reg of regions) remoteMunmap(session.tracee, session.tid, BigInt(reg.addr), reg.size);
+      for (const reg of regions) {
+        remoteMunmap(session.tracee, session.tid, BigInt(reg.addr), reg.size);
+        pausePoint("recover:unmapped");
+      }
       session.commit(next);
     });
     window = r.window;
@@ -220,7 +225,10 @@ function rollBackUpload(session: TargetSession, j: Journal): RecoveryReport {
   if (regions.length > 0) {
     session.stop();
     try {
-      for (const r of regions) remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
+      for (const r of regions) {
+        remoteMunmap(session.tracee, session.tid, BigInt(r.addr), r.size);
+        pausePoint("recover:unmapped");
+      }
     } finally {
       session.run();
     }

@@ -16,11 +16,13 @@
  */
 import { readFileSync } from "node:fs";
 import { XspliceError } from "../errors.ts";
+import { injectPageLeftovers } from "../process/inject-page.ts";
 import { getpid } from "../process/libc.ts";
 import type { ProcessMemory } from "../process/memory.ts";
 import type { StopBoost } from "../process/priority.ts";
 import {
   finishLeftoverInjections,
+  finishLeftoverInjectPage,
   injectionEvidence,
   injectionLeftoversPossible,
 } from "../process/remote-call.ts";
@@ -37,7 +39,13 @@ import {
   readRegistry,
 } from "./registry/format.ts";
 import { emptyRegistry, type RegistryState } from "./registry/records.ts";
-import { createRegistry, findRegistryMapping, readTargetRegistry } from "./registry/remote.ts";
+import {
+  closeLeakedRegistryDescriptors,
+  createRegistry,
+  findRegistryMapping,
+  leakedRegistryDescriptors,
+  readTargetRegistry,
+} from "./registry/remote.ts";
 
 /** The process title `bin/xsplice.js` sets, by which a waiting run recognises another xsplice. */
 export const XSPLICE_TITLE = "xsplice";
@@ -307,10 +315,15 @@ function putRight(session: Session): OpenReport {
   const report: OpenReport = { threadsPutBack: 0 };
   // What the dead run's inject slots show, read before putting their threads back releases them.
   const evidence = session.state.journal ? injectionEvidence(session.tracee) : [];
-  if (injectionLeftoversPossible(session.tracee)) {
+  // A killed creation of the inject page leaves a descriptor or a half-made page: made now, they go.
+  const pageLeftovers = injectPageLeftovers(session.pid);
+  const registryFds = leakedRegistryDescriptors(session.pid).length > 0;
+  if (pageLeftovers || registryFds || injectionLeftoversPossible(session.tracee)) {
     session.stop();
     try {
       report.threadsPutBack = finishLeftoverInjections(session.tracee);
+      if (pageLeftovers) finishLeftoverInjectPage(session.tracee, session.tid);
+      if (registryFds) closeLeakedRegistryDescriptors(session.tracee, session.tid);
     } finally {
       session.run();
     }

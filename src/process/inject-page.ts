@@ -38,6 +38,7 @@ import { XspliceError } from "../errors.ts";
 import { hex } from "../hex.ts";
 import { ptraceSetFpState, ptraceSetSigmask } from "./libc.ts";
 import { type Mapping, readMaps } from "./maps.ts";
+import { pausePoint } from "./pause-point.ts";
 import { listTids, type Tracee } from "./threads.ts";
 
 /** The memfd name the page is created under and found again by. */
@@ -138,6 +139,16 @@ function leakedDescriptors(pid: number): number[] {
 }
 
 /**
+ * True when a killed creation of the inject page left something behind in
+ * `pid`: a half-made page or a descriptor of the memfd (issue #11 item 4).
+ * The next creation removes both; a run that finds them makes the page at
+ * once, so that what a killed run leaked does not wait for the next upload.
+ */
+export function injectPageLeftovers(pid: number): boolean {
+  return findInjectPage(pid).kind === "half-made" || leakedDescriptors(pid).length > 0;
+}
+
+/**
  * Map a new inject page with bootstrap system calls, first removing what a
  * killed creation left (a half-made page, leaked descriptors). `xstateSize`
  * sizes the image slots.
@@ -156,22 +167,27 @@ export function createInjectPage(
   const total = BigInt(2 * PAGE + SLOT_COUNT * imageSize);
   const name = boot.scratch(Buffer.from(`${INJECT_NAME}\0`));
   const fd = boot.run(SYS.memfd_create, [name, BigInt(MFD_CLOEXEC)], `memfd_create("${INJECT_NAME}")`);
+  pausePoint("inject-page:memfd");
   let base = 0n;
   try {
     boot.run(SYS.ftruncate, [fd, total], `ftruncate(memfd, ${total})`);
+    pausePoint("inject-page:sized");
     base = boot.run(
       SYS.mmap,
       [0n, total, BigInt(PROT_RW), BigInt(MAP_PRIVATE), fd, 0n],
       `mmap(${INJECT_NAME})`,
     );
+    pausePoint("inject-page:mapped");
   } finally {
     boot.run(SYS.close, [fd], "close(memfd)");
   }
+  pausePoint("inject-page:closed");
   try {
     const code = stubCode();
     const page = new Uint8Array(PAGE);
     for (let i = 0; i < SLOT_COUNT; i++) page.set(code, i * CHUNK);
     tracee.memory.write(base, page);
+    pausePoint("inject-page:code");
     boot.run(SYS.mprotect, [base, BigInt(PAGE), BigInt(PROT_RX)], `mprotect(${INJECT_NAME} code)`);
   } catch (err) {
     try {

@@ -62,6 +62,7 @@ import {
   createInjectPage,
   findInjectPage,
   type InjectSlots,
+  injectPageLeftovers,
   newInjectSlots,
   openInjectPage,
   stillMapped,
@@ -75,6 +76,7 @@ import {
   signalName,
 } from "./libc.ts";
 import { readMaps } from "./maps.ts";
+import { pausePoint } from "./pause-point.ts";
 import type { ThreadStop, Tracee } from "./threads.ts";
 
 /** Options of remote execution. */
@@ -167,6 +169,7 @@ function runInjected(tracee: Tracee, tid: number, doneAt: bigint, timeoutMs: num
     return true;
   };
   tracee.continueThread(tid);
+  pausePoint("inject:running");
   const st = tracee.waitStop(tid, { deadline: performance.now() + timeoutMs, take: faultStop, idle });
   if (st !== "idle" && st !== "deadline") return { kind: "signal", sig: st.sig, pc: tracee.regs(tid).rip };
   tracee.interruptThread(tid, performance.now() + INTERRUPT_MS);
@@ -299,6 +302,7 @@ function bootstrap(tracee: Tracee, tid: number, opts: RemoteOptions): BootstrapS
     const original = tracee.memory.read(where.code, BOOT_LEN);
     tracee.memory.write(where.code, bootCode(resume.rip));
     site = { code: where.code, original };
+    pausePoint("bootstrap:site");
     return site;
   };
   return {
@@ -422,6 +426,17 @@ export function finishLeftoverInjections(tracee: Tracee): number {
     n++;
   }
   return n;
+}
+
+/**
+ * Make the inject page now when a killed creation left a half-made one or a
+ * leaked descriptor (`injectPageLeftovers`): the creation removes both. The
+ * process must be stopped; `tid` runs the bootstrap. Returns true when it did.
+ */
+export function finishLeftoverInjectPage(tracee: Tracee, tid: number): boolean {
+  if (!injectPageLeftovers(tracee.pid)) return false;
+  slotsFor(tracee, tid, {});
+  return true;
 }
 
 /**

@@ -17,7 +17,7 @@
  * are stopped stay queued in the kernel (real-time ones keep their count and
  * values) and are dequeued after `resume()`.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { checkHost, type Regs } from "../arch/host.ts";
 import { XspliceError } from "../errors.ts";
 import {
@@ -366,6 +366,14 @@ export class Tracee {
   /**
    * One non-blocking wait on `tid`. A thread that is no longer ours to wait for
    * (ECHILD: gone, reaped with its process) is forgotten and gives undefined.
+   *
+   * A thread other than the leader that calls execve takes the leader's tid
+   * (ptrace(2), "execve(2) under ptrace"): its own tid vanishes without a
+   * report, and the exec event comes from the leader's — which may have been
+   * dropped meanwhile as a zombie. So when such a tid vanishes the leader is
+   * waited for again: otherwise nobody takes the exec event, the detach
+   * forgets a thread the kernel still has attached, and the new program stays
+   * stopped, held, until this tracer exits (issue #11 item 1).
    */
   private waitNoHang(tid: number): WaitStatus | undefined {
     try {
@@ -373,9 +381,31 @@ export class Tracee {
     } catch (err) {
       if (err instanceof XspliceError && err.errno === "ECHILD") {
         this.state.delete(tid);
+        if (tid !== this.pid && !this.state.has(this.pid) && existsSync(`/proc/${this.pid}/task/${this.pid}`))
+          this.state.set(this.pid, { tid: this.pid, running: true, stop: "interrupt" });
         return undefined;
       }
       throw err;
+    }
+  }
+
+  /**
+   * Reap and forget the threads that are dead (zombie), also those we saw
+   * stop before they died: an execve kills every other thread, stopped or not,
+   * and waits until their tracer has reaped them (issue #11 item 1). A zombie
+   * that cannot be reaped yet (a leader whose group lives on) is forgotten.
+   */
+  private reapDead(): void {
+    for (const th of [...this.state.values()]) {
+      if (!"ZX".includes(threadStateLetter(this.pid, th.tid))) continue;
+      const st = this.waitNoHang(th.tid);
+      if (st !== undefined && (st.kind === "exited" || st.kind === "signaled")) this.onStopping(st);
+      else if (st !== undefined && st.kind === "stopped") {
+        // A stop reported before its death: the exit report follows; take it now.
+        const again = this.waitNoHang(th.tid);
+        if (again !== undefined && again.kind !== "none") this.onStopping(again);
+        this.state.delete(th.tid);
+      } else this.state.delete(th.tid);
     }
   }
 
@@ -395,17 +425,19 @@ export class Tracee {
         if (st.kind !== "none") progress = true;
         if (!this.onStopping(st)) pending++;
       }
-      if (pending === 0) return;
+      // A thread may have been added meanwhile (a clone, or the leader after an exec elsewhere).
+      if (pending === 0 && !this.someRunning()) return;
       const now = nowMs();
       if (progress) {
         lastProgress = now;
         round = 0;
         continue;
       }
-      // A zombie thread (e.g. a leader that called pthread_exit) never stops: drop it.
+      // A zombie thread (e.g. a leader that called pthread_exit) never stops: drop it. But reap it
+      // first when it can be (it may have died since the waits above): a thread killed by another
+      // thread's execve must be reaped by its tracer, or that execve waits for ever (issue #11 item 1).
       if (now - lastProgress > 5) {
-        for (const th of [...this.state.values()])
-          if (th.running && "ZX".includes(threadStateLetter(this.pid, th.tid))) this.state.delete(th.tid);
+        this.reapDead();
         lastProgress = now;
       }
       if (now > deadline) {
@@ -423,6 +455,11 @@ export class Tracee {
   /** The tids of the traced threads, ascending. */
   get threads(): number[] {
     return [...this.state.keys()].sort((a, b) => a - b);
+  }
+
+  private someRunning(): boolean {
+    for (const th of this.state.values()) if (th.running) return true;
+    return false;
   }
 
   /** True when every traced thread sits in a ptrace-stop. */
@@ -609,6 +646,15 @@ export class Tracee {
         round = 0;
         if (st.stop === "event") {
           this.onEvent(tid, st.event);
+          if (st.event === PTRACE_EVENT.EXEC) {
+            // It sits in its exec event stop, reported once: mark it stopped, or detach would wait
+            // for a report that never comes and leave the new program stopped, held (issue #11 item 1).
+            const leader = this.state.get(this.pid);
+            if (leader) {
+              leader.running = false;
+              leader.stop = "event";
+            }
+          }
           this.checkSameProgram();
           if (st.event === PTRACE_EVENT.CLONE) {
             this.cont(tid, 0);
@@ -667,6 +713,7 @@ export class Tracee {
         failure = err;
       }
     }
+    this.reapDead();
     for (const th of this.state.values()) {
       if (th.running) continue;
       try {
@@ -675,12 +722,53 @@ export class Tracee {
         if (!(err instanceof XspliceError) || err.errno !== "ESRCH") failure ??= err;
       }
     }
+    this.releaseStragglers(nowMs() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS));
     this.attached = false;
     this.state.clear();
     this.held.clear();
     this.memory.close();
     this.endStop();
     if (failure && !(failure instanceof XspliceError && failure.errno === "ESRCH")) throw failure;
+  }
+
+  /**
+   * Let go of every thread of the process the kernel still has attached to
+   * this tracer, whatever this Tracee's bookkeeping says: a thread that was
+   * inside an execve while the process was stopped (it cannot stop there)
+   * reports its exec event later, and a tracer that forgot it would keep the
+   * new program stopped, held, until it exits (issue #11 item 1). Each such
+   * thread is waited for until `deadline` and detached from its stop.
+   */
+  private releaseStragglers(deadline: number): void {
+    const self = getpid();
+    for (let round = 0; ; round++) {
+      let tids: number[];
+      try {
+        tids = listTids(this.pid).filter((tid) => tracerPidOfThread(this.pid, tid) === self);
+      } catch {
+        return; // the process is gone
+      }
+      if (tids.length === 0 || nowMs() > deadline) return;
+      for (const tid of tids) {
+        let st: WaitStatus;
+        try {
+          st = waitTid(tid, WAIT.WNOHANG);
+        } catch {
+          continue; // ECHILD: not ours to wait for after all
+        }
+        // A stop whose report was taken already still shows as a tracing stop ('t'): detachable.
+        if (st.kind === "none" && threadStateLetter(this.pid, tid) !== "t") continue;
+        if (st.kind === "exited" || st.kind === "signaled") continue;
+        if (st.kind === "stopped" && st.stop === "event" && st.event === PTRACE_EVENT.EXEC)
+          this.execSeen = true;
+        try {
+          ptraceDetach(tid, 0);
+        } catch {
+          // gone meanwhile
+        }
+      }
+      backoff(round);
+    }
   }
 
   /** Best-effort release after a failed seize: detach what stopped; the rest is released when we exit. */

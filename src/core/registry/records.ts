@@ -118,6 +118,12 @@ export interface JournalHook {
    * overran; "paired": done, and its pair hook has run since (nothing to undo).
    */
   phase: "running" | "done" | "failed" | "paired";
+  /**
+   * True for a pair hook run to undo another entry (load for an unload, …):
+   * journaled like any hook, so that a run killed while it runs neither
+   * loses it nor runs it twice, but never paired itself.
+   */
+  undo?: boolean;
 }
 
 /** A region an UPLOAD is mapping or an UNLOAD is unmapping. */

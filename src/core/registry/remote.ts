@@ -8,10 +8,12 @@
  * writes through `/proc/PID/mem`, which the kernel forces onto read-only
  * pages (SPEC §12). Untouched pages of the (sparse) slots cost nothing.
  */
+import { readdirSync, readlinkSync } from "node:fs";
 import { XspliceError } from "../../errors.ts";
 import { hex } from "../../hex.ts";
 import { type Mapping, readMaps } from "../../process/maps.ts";
 import { readMemory, writeMemory } from "../../process/memory.ts";
+import { pausePoint } from "../../process/pause-point.ts";
 import {
   checkedSyscall,
   MAP,
@@ -120,49 +122,35 @@ export function readTargetRegistry(pid: number, maps?: readonly Mapping[]): Regi
 /** What `createRegistry` made. */
 export interface CreatedRegistry {
   base: bigint;
-  /** How the mapping is named: `anon` (PR_SET_VMA_ANON_NAME) or `memfd` (fallback). */
+  /** How the mapping is named: `memfd` (a memfd's name) or `anon` (PR_SET_VMA_ANON_NAME, the fallback). */
   kind: "anon" | "memfd";
 }
 
 /**
  * Map a new registry in the stopped thread `tid` of `tracee` and write
- * `state` into it. Tries an anonymous private mapping named with
- * `prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)`; where the kernel lacks it, a
- * private mapping of a `memfd_create("xsplice-registry")` file, whose fd is
- * closed again so that the target keeps no descriptor of ours. On failure
- * nothing stays mapped.
+ * `state` into it: a private mapping of a `memfd_create("xsplice-registry")`
+ * file, whose descriptor is closed again so that the target keeps none of
+ * ours. The memfd comes first because every step of it is recognisable if
+ * xsplice is killed right after it: the descriptor carries the name from its
+ * creation (`leakedRegistryDescriptors`, closed by the next run) and the
+ * mapping from its mmap (a registry whose magic is still zero, which the next
+ * run initialises). An anonymous mapping gets its name only from a second
+ * system call, and one killed in between was 8 MiB nobody could tell was ours
+ * (issue #11 items 3, 6); it is the fallback for a kernel without memfd. On
+ * failure nothing stays mapped.
  */
 export function createRegistry(tracee: Tracee, tid: number, state: RegistryState): CreatedRegistry {
   const size = BigInt(registrySize());
   const mem: RegistryMemory = tracee.memory;
-  const anon = remoteMmap(tracee, tid, { length: size, prot: PROT.READ, flags: MAP.PRIVATE | MAP.ANONYMOUS });
-  let kind: CreatedRegistry["kind"] = "anon";
-  let base = anon;
+  let kind: CreatedRegistry["kind"] = "memfd";
+  let base = 0n;
   try {
-    // The name string must be in the target's memory: borrow the end of the
-    // header page (unused by the layout), then zero it again.
-    const name = new TextEncoder().encode(`${REGISTRY_NAME}\0`);
-    const at = anon + 4096n - 64n;
-    tracee.memory.write(at, name);
-    let named = true;
     try {
-      checkedSyscall(
-        tracee,
-        tid,
-        SYS.prctl,
-        [PR_SET_VMA, PR_SET_VMA_ANON_NAME, anon, size, at],
-        "prctl(PR_SET_VMA_ANON_NAME)",
-      );
-    } catch (err) {
-      if (!(err instanceof XspliceError) || (err.errno !== "EINVAL" && err.errno !== "EPERM")) throw err;
-      named = false;
-    }
-    tracee.memory.write(at, new Uint8Array(name.length));
-    if (!named) {
-      remoteMunmap(tracee, tid, anon, size);
-      base = 0n;
       base = mapMemfd(tracee, tid, size);
-      kind = "memfd";
+    } catch (err) {
+      if (!(err instanceof XspliceError) || err.errno !== "ENOSYS") throw err;
+      base = mapNamedAnon(tracee, tid, size);
+      kind = "anon";
     }
     initRegistry(mem, base, state);
     return { base, kind };
@@ -178,12 +166,73 @@ export function createRegistry(tracee: Tracee, tid: number, state: RegistryState
   }
 }
 
+/** An anonymous mapping named with `prctl(PR_SET_VMA_ANON_NAME)` (Linux ≥ 5.17 with CONFIG_ANON_VMA_NAME). */
+function mapNamedAnon(tracee: Tracee, tid: number, size: bigint): bigint {
+  const anon = remoteMmap(tracee, tid, { length: size, prot: PROT.READ, flags: MAP.PRIVATE | MAP.ANONYMOUS });
+  try {
+    // The name string must be in the target's memory: borrow the end of the
+    // header page (unused by the layout), then zero it again.
+    const name = new TextEncoder().encode(`${REGISTRY_NAME}\0`);
+    const at = anon + 4096n - 64n;
+    tracee.memory.write(at, name);
+    checkedSyscall(
+      tracee,
+      tid,
+      SYS.prctl,
+      [PR_SET_VMA, PR_SET_VMA_ANON_NAME, anon, size, at],
+      "prctl(PR_SET_VMA_ANON_NAME)",
+    );
+    tracee.memory.write(at, new Uint8Array(name.length));
+    return anon;
+  } catch (err) {
+    try {
+      remoteMunmap(tracee, tid, anon, size);
+    } catch {
+      // Already failing; report the first error.
+    }
+    throw err;
+  }
+}
+
 function mapMemfd(tracee: Tracee, tid: number, size: bigint): bigint {
   const fd = remoteMemfdCreate(tracee, tid, REGISTRY_NAME);
+  pausePoint("registry:memfd");
   try {
     checkedSyscall(tracee, tid, SYS.ftruncate, [BigInt(fd), size], `ftruncate(memfd ${fd}, ${size})`);
-    return remoteMmap(tracee, tid, { length: size, prot: PROT.READ, flags: MAP.PRIVATE, fd });
+    const base = remoteMmap(tracee, tid, { length: size, prot: PROT.READ, flags: MAP.PRIVATE, fd });
+    pausePoint("registry:mapped");
+    return base;
   } finally {
     checkedSyscall(tracee, tid, SYS.close, [BigInt(fd)], `close(memfd ${fd})`);
   }
+}
+
+/**
+ * Descriptors of `pid` open on a registry memfd: only ever leftovers of a
+ * creation killed before its `close` (a living creation holds the process
+ * exclusively, and closes its descriptor before it lets go).
+ */
+export function leakedRegistryDescriptors(pid: number): number[] {
+  const out: number[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${n}`).startsWith(MEMFD_REGISTRY_PATH)) out.push(Number(n));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
+
+/** Close what `leakedRegistryDescriptors` finds, in the stopped thread `tid`; returns how many. */
+export function closeLeakedRegistryDescriptors(tracee: Tracee, tid: number): number {
+  const fds = leakedRegistryDescriptors(tracee.pid);
+  for (const fd of fds) checkedSyscall(tracee, tid, SYS.close, [BigInt(fd)], `close(leaked memfd ${fd})`);
+  return fds.length;
 }

@@ -191,12 +191,15 @@ const journalWrite = record(
   { guardStart: address, guardEnd: address },
 );
 
-const journalHook = record({
-  payload: payloadName,
-  kind: oneOf("load", "unload", "apply", "revert"),
-  addr: address,
-  phase: oneOf("running", "done", "failed", "paired"),
-});
+const journalHook = record(
+  {
+    payload: payloadName,
+    kind: oneOf("load", "unload", "apply", "revert"),
+    addr: address,
+    phase: oneOf("running", "done", "failed", "paired"),
+  },
+  { undo: bool },
+);
 
 const journal = record(
   {
