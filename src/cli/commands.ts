@@ -8,6 +8,7 @@ import { listCommand } from "./list.ts";
 import { loadCommand } from "./load.ts";
 import { replaceCommand } from "./replace.ts";
 import { revertCommand } from "./revert.ts";
+import { runCommand } from "./run.ts";
 import { signCommand } from "./sign.ts";
 import { unloadCommand } from "./unload.ts";
 import { uploadCommand } from "./upload.ts";
@@ -24,4 +25,5 @@ export const commands: Command[] = [
   inspectCommand,
   buildCommand,
   signCommand,
+  runCommand,
 ];
