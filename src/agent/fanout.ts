@@ -53,63 +53,122 @@ function startWorker(): ChildProcess {
 }
 
 /**
+ * A fixed number of worker processes that run jobs, each job on one worker
+ * from start to end; jobs beyond the workers wait their turn in order. Workers
+ * start on first use and are kept (the agent keeps its pool warm so a new
+ * process is not made to wait for a Node start-up).
+ */
+export class WorkerPool {
+  private readonly idle: ChildProcess[] = [];
+  private readonly queue: { job: Job; resolve: (o: JobOutcome) => void }[] = [];
+  private started = 0;
+  private nextId = 0;
+  private closed = false;
+
+  /** A pool of at most `size` workers. */
+  constructor(readonly size: number) {}
+
+  /** Run `job` on a worker; never rejects (a dead worker fails the job with `EIO`). */
+  run(job: Job): Promise<JobOutcome> {
+    return new Promise((resolve) => {
+      this.queue.push({ job, resolve });
+      this.pump();
+    });
+  }
+
+  /** Start every worker now rather than on first use. */
+  warm(): void {
+    while (this.started < this.size) this.idle.push(this.spawn());
+  }
+
+  /** The pids of the workers (to leave out of scans). */
+  pids(): number[] {
+    return this.all.map((w) => w.pid).filter((p): p is number => p !== undefined);
+  }
+
+  /** Let the workers go once their current jobs end. */
+  close(): void {
+    this.closed = true;
+    for (const w of this.idle.splice(0)) if (w.connected) w.disconnect();
+  }
+
+  private readonly all: ChildProcess[] = [];
+
+  private spawn(): ChildProcess {
+    const w = startWorker();
+    this.started++;
+    this.all.push(w);
+    w.once("exit", () => {
+      this.started--;
+      this.all.splice(this.all.indexOf(w), 1);
+      const i = this.idle.indexOf(w);
+      if (i >= 0) this.idle.splice(i, 1);
+    });
+    return w;
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0 && !this.closed) {
+      const w = this.idle.pop() ?? (this.started < this.size ? this.spawn() : undefined);
+      if (!w) return;
+      const { job, resolve } = this.queue.shift()!;
+      this.dispatch(w, job, resolve);
+    }
+  }
+
+  private dispatch(w: ChildProcess, job: Job, resolve: (o: JobOutcome) => void): void {
+    const id = this.nextId++;
+    const started = performance.now();
+    const cleanup = () => {
+      w.off("message", onMessage);
+      w.off("exit", onExit);
+    };
+    const onMessage = (msg: { id: number; outcome: JobOutcome }) => {
+      if (msg.id !== id) return;
+      cleanup();
+      if (this.closed) {
+        if (w.connected) w.disconnect();
+      } else this.idle.push(w);
+      resolve(msg.outcome);
+      this.pump();
+    };
+    const onExit = (code: number | null, signal: string | null) => {
+      cleanup();
+      resolve(
+        failure(
+          job.pid,
+          new Error(`xsplice worker ${w.pid} died (${signal ?? `exit ${code}`})`),
+          performance.now() - started,
+        ),
+      );
+      this.pump();
+    };
+    w.on("message", onMessage);
+    w.on("exit", onExit);
+    w.send({ id, job });
+  }
+}
+
+/**
  * Run `jobs`, at most `concurrency` at once, each in a worker process; the
  * outcomes come back in the order of `jobs`. Never rejects for a job's sake.
  */
 export async function fanout(jobs: readonly Job[], opts: FanoutOptions = {}): Promise<JobOutcome[]> {
-  const outcomes: JobOutcome[] = new Array(jobs.length);
-  if (jobs.length === 0) return outcomes;
-  const slots = Math.max(1, Math.min(opts.concurrency ?? defaultConcurrency(), jobs.length));
-  let next = 0;
+  if (jobs.length === 0) return [];
+  const pool = new WorkerPool(Math.max(1, Math.min(opts.concurrency ?? defaultConcurrency(), jobs.length)));
   let done = 0;
   let failed = 0;
-  const record = (i: number, o: JobOutcome) => {
-    outcomes[i] = o;
-    done++;
-    if (!o.ok) failed++;
-    opts.onProgress?.({ done, total: jobs.length, failed });
-  };
-
-  const runSlot = async (): Promise<void> => {
-    let worker: ChildProcess | undefined;
-    try {
-      while (next < jobs.length) {
-        const i = next++;
-        const job = jobs[i]!;
-        worker ??= startWorker();
-        const w = worker;
-        const started = performance.now();
-        const outcome = await new Promise<JobOutcome>((resolve) => {
-          const onMessage = (msg: { id: number; outcome: JobOutcome }) => {
-            if (msg.id !== i) return;
-            cleanup();
-            resolve(msg.outcome);
-          };
-          const onExit = (code: number | null, signal: string | null) => {
-            cleanup();
-            worker = undefined; // the next job gets a fresh worker
-            resolve(
-              failure(
-                job.pid,
-                new Error(`xsplice worker ${w.pid} died (${signal ?? `exit ${code}`})`),
-                performance.now() - started,
-              ),
-            );
-          };
-          const cleanup = () => {
-            w.off("message", onMessage);
-            w.off("exit", onExit);
-          };
-          w.on("message", onMessage);
-          w.on("exit", onExit);
-          w.send({ id: i, job });
-        });
-        record(i, outcome);
-      }
-    } finally {
-      if (worker?.connected) worker.disconnect();
-    }
-  };
-  await Promise.all(Array.from({ length: slots }, runSlot));
-  return outcomes;
+  try {
+    return await Promise.all(
+      jobs.map(async (job) => {
+        const o = await pool.run(job);
+        done++;
+        if (!o.ok) failed++;
+        opts.onProgress?.({ done, total: jobs.length, failed });
+        return o;
+      }),
+    );
+  } finally {
+    pool.close();
+  }
 }

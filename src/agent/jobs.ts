@@ -9,6 +9,7 @@ import type { State } from "../core/registry/records.ts";
 import { ERRNO, type ErrnoName, XspliceError } from "../errors.ts";
 import type { TrustedKey } from "../payload/index.ts";
 import type { StopLedger } from "../process/threads.ts";
+import { type ConvergeStep, convergeProcess, type WantedPayload } from "./converge.ts";
 
 /** The upload policy a job runs under (SPEC §9), as `src/cli/policy.ts` computes it. */
 export interface JobPolicy {
@@ -34,12 +35,28 @@ export type Job =
       nodeps?: boolean;
     } & JobTiming)
   | ({ op: "revert" | "apply" | "replace"; pid: number; name: string; nodeps?: boolean } & JobTiming)
-  | { op: "unload"; pid: number; name: string };
+  | { op: "unload"; pid: number; name: string }
+  | ({ op: "converge"; pid: number; wanted: WantedPayload[]; policy: JobPolicy } & JobTiming);
 
 /** What a job did. */
 export type JobOutcome =
-  | { pid: number; ok: true; state: State | "UNLOADED"; pause?: StopLedger; ms: number }
-  | { pid: number; ok: false; error: ErrnoName; errno: number; message: string; ms: number };
+  | {
+      pid: number;
+      ok: true;
+      state: State | "UNLOADED" | "CONVERGED";
+      pause?: StopLedger;
+      ms: number;
+      steps?: ConvergeStep[];
+    }
+  | {
+      pid: number;
+      ok: false;
+      error: ErrnoName;
+      errno: number;
+      message: string;
+      ms: number;
+      steps?: ConvergeStep[];
+    };
 
 /** Turn anything thrown into a one-line failure (an unexpected JS error is reported as EIO). */
 export function failure(pid: number, err: unknown, ms: number): JobOutcome {
@@ -89,6 +106,21 @@ export async function runJob(job: Job): Promise<JobOutcome> {
       case "unload":
         await action(job.pid, job.name, "UNLOAD");
         return { pid: job.pid, ok: true, state: "UNLOADED", ms: ms() };
+      case "converge": {
+        const steps = await convergeProcess(job.pid, job.wanted, job.policy, job);
+        const bad = steps.find((x) => !x.ok);
+        if (!bad) return { pid: job.pid, ok: true, state: "CONVERGED", ms: ms(), steps };
+        const errno = (bad.error ?? "EIO") as ErrnoName;
+        return {
+          pid: job.pid,
+          ok: false,
+          error: errno,
+          errno: ERRNO[errno] ?? 5,
+          message: `${bad.action} ${bad.payload}: ${bad.message ?? ""}`,
+          ms: ms(),
+          steps,
+        };
+      }
       default: {
         const never: never = job;
         throw new XspliceError("EINVAL", `unknown job ${JSON.stringify(never)}`);

@@ -24,8 +24,26 @@ export interface DirPayload {
   bytes: Uint8Array;
   /** Build-id of the object it patches (hex). */
   target: string;
+  /** The name the agent gives it in a process's registry: `NAME@ID12` (`registryName`). */
+  regName: string;
   /** The file's identity when read, to notice a replacement (`dev:ino:mtime:size`). */
   stamp: string;
+}
+
+/**
+ * The registry name of payload `name` with build-id `id` as the agent loads
+ * it: `NAME@` and the first 12 hex digits of the id. The name says which
+ * file it came from and which content, so the registry of each process alone
+ * tells a restarted agent what it did (SPEC §14): an entry of this form whose
+ * file is gone or changed is the agent's to revert, replace or unload.
+ */
+export function registryName(name: string, id: string): string {
+  return `${name}@${id.slice(0, 12).padEnd(12, "0")}`;
+}
+
+/** The file name part of an agent-managed registry name, or undefined for a name the agent does not own. */
+export function managedBase(regName: string): string | undefined {
+  return /^(.+)@[0-9a-f]{12}$/.exec(regName)?.[1];
 }
 
 /** A file of the directory that is not an acceptable payload, and why. */
@@ -71,8 +89,9 @@ export function readDirPayload(file: string, policy: JobPolicy): DirPayload {
   const bytes = readPayloadFile(file, policy.maxSize);
   checkSize(bytes, policy.maxSize);
   checkSignature(bytes, policy);
-  const target = hexBytes(readPayload(bytes, { maxSize: policy.maxSize }).target);
-  return { file, name, bytes, target, stamp };
+  const payload = readPayload(bytes, { maxSize: policy.maxSize });
+  const target = hexBytes(payload.target);
+  return { file, name, bytes, target, stamp, regName: registryName(name, hexBytes(payload.buildId)) };
 }
 
 /** Every payload of `dir`, and the files refused (each with its error). */

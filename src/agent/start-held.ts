@@ -23,7 +23,7 @@
  * xsplice leaves it asleep at the entry, where SIGTERM/SIGKILL still end it.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
 import type { Regs } from "../arch/host.ts";
 import { XspliceError } from "../errors.ts";
@@ -38,6 +38,7 @@ import {
   ptraceSetRegs,
   SIG,
   signalName,
+  WAIT,
   type WaitStatus,
   waitTid,
 } from "../process/libc.ts";
@@ -108,7 +109,9 @@ function entryOf(pid: number): bigint {
   if (entry === undefined) throw new XspliceError("ENOEXEC", `process ${pid} has no AT_ENTRY`, { pid });
   const end = entry + BigInt(PARK_LOOP.length);
   const m = readMaps(pid).find((x) => x.start <= entry! && end <= x.end);
-  if (!m || !m.perms.exec || m.inode === 0n)
+  // The program's own code: an executable mapping of the very file /proc/PID/exe is.
+  const exeIno = statSync(`/proc/${pid}/exe`, { bigint: true }).ino;
+  if (!m?.perms.exec || m.inode !== exeIno)
     throw new XspliceError(
       "ENOEXEC",
       `entry point 0x${entry.toString(16)} of process ${pid} is not in its code`,
@@ -120,20 +123,143 @@ function entryOf(pid: number): bigint {
   return entry;
 }
 
-/** Wait for the next stop of `pid` that `want` accepts; other signals are delivered, other stops resumed. */
+/**
+ * Handle one wait status of `pid`: true when `want` accepts it; other
+ * signals are delivered, other stops resumed; an exit is `ECHILD`.
+ */
+function onStatus(
+  pid: number,
+  st: WaitStatus,
+  what: string,
+  want: (st: WaitStatus & { kind: "stopped" }) => boolean,
+): boolean {
+  if (st.kind === "exited")
+    throw new XspliceError("ECHILD", `the program exited (status ${st.code}) before ${what}`, { pid });
+  if (st.kind === "signaled")
+    throw new XspliceError("ECHILD", `the program was killed by ${signalName(st.sig)} before ${what}`, {
+      pid,
+    });
+  if (st.kind !== "stopped") return false;
+  if (want(st)) return true;
+  // A signal meant for the program is delivered; group and interrupt stops are simply resumed.
+  ptraceCont(pid, st.stop === "signal-delivery" ? st.sig : 0);
+  return false;
+}
+
+/** Block until the next stop of `pid` that `want` accepts. */
 function waitUntil(pid: number, what: string, want: (st: WaitStatus & { kind: "stopped" }) => boolean): void {
-  for (;;) {
-    const st = waitTid(pid);
-    if (st.kind === "exited")
-      throw new XspliceError("ECHILD", `the program exited (status ${st.code}) before ${what}`, { pid });
-    if (st.kind === "signaled")
-      throw new XspliceError("ECHILD", `the program was killed by ${signalName(st.sig)} before ${what}`, {
-        pid,
-      });
-    if (st.kind !== "stopped") continue;
-    if (want(st)) return;
-    // A signal meant for the program is delivered; group and interrupt stops are simply resumed.
-    ptraceCont(pid, st.stop === "signal-delivery" ? st.sig : 0);
+  while (!onStatus(pid, waitTid(pid), what, want));
+}
+
+/** A process parked at its entry point by `parkAtExec`. */
+export interface Parked {
+  entry: bigint;
+  /** Seize it again, put the entry's bytes and registers back, detach: it starts. Idempotent. */
+  release(): void;
+}
+
+/**
+ * Steps 2–3 above as a machine driven by `poll()`, for a caller that must
+ * keep serving other things while the program execs (the exec gate answers
+ * the permission event of the program's own dynamic linker meanwhile, which
+ * the kernel opens inside the same `execve`).
+ */
+export class ExecParker {
+  private phase: "exec" | "entry" | "parked" = "exec";
+  private entry = 0n;
+  private original: Uint8Array = new Uint8Array();
+  private parkedAs: Parked | undefined;
+
+  /** Seize `pid`, which is blocked before an `execve` that `letGo` lets go on. */
+  constructor(
+    readonly pid: number,
+    letGo: () => void,
+  ) {
+    ptraceSeize(pid, PTRACE_O.TRACEEXEC | PTRACE_O.EXITKILL);
+    letGo();
+  }
+
+  /** Handle what the program reported (without blocking); the parked program once it is. */
+  poll(): Parked | undefined {
+    for (;;) {
+      if (this.parkedAs) return this.parkedAs;
+      const st = waitTid(this.pid, WAIT.WNOHANG);
+      if (st.kind === "none") return undefined;
+      this.onWait(st);
+    }
+  }
+
+  /** Block until parked. */
+  finish(): Parked {
+    while (!this.parkedAs) this.onWait(waitTid(this.pid));
+    return this.parkedAs;
+  }
+
+  /** Give up: detach (EXITKILL no longer applies) so the program goes on as it is. */
+  abandon(): void {
+    try {
+      ptraceDetach(this.pid, 0);
+    } catch {
+      // not in a stop, or gone: killing is the caller's choice
+    }
+  }
+
+  private onWait(st: WaitStatus): void {
+    const pid = this.pid;
+    if (this.phase === "exec") {
+      if (!onStatus(pid, st, "exec", (x) => x.stop === "event" && x.event === PTRACE_EVENT.EXEC)) return;
+      this.entry = entryOf(pid);
+      this.original = readMemory(pid, this.entry, PARK_LOOP.length);
+      writeMemory(pid, this.entry, BREAKPOINT);
+      ptraceCont(pid, 0);
+      this.phase = "entry";
+      return;
+    }
+    let regs: Regs | undefined;
+    const hit = onStatus(pid, st, "its entry point", (x) => {
+      if (x.stop !== "signal-delivery" || x.sig !== SIG.SIGTRAP) return false;
+      const r = ptraceGetRegs(pid);
+      if (r.rip !== this.entry + BREAKPOINT_PC_ADVANCE) return false;
+      regs = r;
+      return true;
+    });
+    if (!hit) return;
+    const entry = this.entry;
+    const original = this.original;
+    const saved: Regs = { ...regs!, rip: entry };
+    writeMemory(pid, entry, PARK_LOOP);
+    ptraceSetRegs(pid, saved);
+    ptraceDetach(pid, 0); // the SIGTRAP is not delivered: the program sleeps in the park loop
+    this.phase = "parked";
+    let released = false;
+    this.parkedAs = {
+      entry,
+      release() {
+        if (released) return;
+        released = true;
+        ptraceSeize(pid, 0);
+        ptraceInterrupt(pid);
+        waitUntil(pid, "release", (x) => x.stop === "interrupt");
+        writeMemory(pid, entry, original);
+        ptraceSetRegs(pid, saved);
+        ptraceDetach(pid, 0);
+      },
+    };
+  }
+}
+
+/**
+ * Seize `pid`, which is about to `execve` (blocked before it in a pipe read),
+ * call `letGo` to let it go on, and return once it is parked at the new
+ * program's entry point. On failure it is detached; killing it is the caller's choice.
+ */
+export function parkAtExec(pid: number, letGo: () => void): Parked {
+  const parker = new ExecParker(pid, letGo);
+  try {
+    return parker.finish();
+  } catch (err) {
+    parker.abandon();
+    throw err;
   }
 }
 
@@ -170,43 +296,14 @@ export async function startHeld(
     // The pid comes from the shell we started: check it is its child before tracing it.
     if (!Number.isSafeInteger(pid) || pid <= 0 || parentOf(pid) !== shell.pid)
       throw new XspliceError("ESRCH", `the starter shell reported '${line}', not a child of its own`);
-    ptraceSeize(pid, PTRACE_O.TRACEEXEC | PTRACE_O.EXITKILL);
-    goIn.end("\n");
-    waitUntil(pid, "exec", (st) => st.stop === "event" && st.event === PTRACE_EVENT.EXEC);
-    const entry = entryOf(pid);
-    const original = readMemory(pid, entry, PARK_LOOP.length);
-    writeMemory(pid, entry, BREAKPOINT);
-    ptraceCont(pid, 0);
-    let regs: Regs | undefined;
-    waitUntil(pid, "its entry point", (st) => {
-      if (st.stop !== "signal-delivery" || st.sig !== SIG.SIGTRAP) return false;
-      const r = ptraceGetRegs(pid);
-      if (r.rip !== entry + BREAKPOINT_PC_ADVANCE) return false;
-      regs = r;
-      return true;
-    });
-    const saved: Regs = { ...regs!, rip: entry };
-    writeMemory(pid, entry, PARK_LOOP);
-    ptraceSetRegs(pid, saved);
-    ptraceDetach(pid, 0); // the SIGTRAP is not delivered: the program sleeps in the park loop
-    const heldMs = performance.now() - t0;
-    let released = false;
+    const parked = parkAtExec(pid, () => goIn.end("\n"));
     const heldPid = pid;
     return {
       pid,
       shell,
-      entry,
-      heldMs,
-      release() {
-        if (released) return;
-        released = true;
-        ptraceSeize(heldPid, 0);
-        ptraceInterrupt(heldPid);
-        waitUntil(heldPid, "release", (st) => st.stop === "interrupt");
-        writeMemory(heldPid, entry, original);
-        ptraceSetRegs(heldPid, saved);
-        ptraceDetach(heldPid, 0);
-      },
+      entry: parked.entry,
+      heldMs: performance.now() - t0,
+      release: parked.release,
       kill() {
         try {
           process.kill(heldPid, "SIGKILL");

@@ -452,3 +452,46 @@ export function niceGet(): number {
 export function niceSet(n: number): void {
   if ((c_setpriority(0, 0, n) as number) === -1) throw callError("setpriority", errno());
 }
+
+// ---- fanotify (the agent's exec gate, src/agent/gate.ts); a self-contained block ----------------
+
+const fanLib = koffi.load("libc.so.6");
+const c_fanotify_init = fanLib.func("int fanotify_init(unsigned int flags, unsigned int event_f_flags)");
+const c_fanotify_mark = fanLib.func(
+  "int fanotify_mark(int fd, unsigned int flags, uint64_t mask, int dirfd, const char *path)",
+);
+const c_fan_errno_location = fanLib.func("int *__errno_location(void)");
+
+function fanErrno(): number {
+  return koffi.decode(c_fan_errno_location(), "int") as number;
+}
+
+/** fanotify constants (<linux/fanotify.h>). */
+export const FAN = {
+  CLOEXEC: 0x1,
+  CLASS_CONTENT: 0x4,
+  MARK_ADD: 0x1,
+  MARK_REMOVE: 0x2,
+  MARK_MOUNT: 0x10,
+  MARK_FILESYSTEM: 0x100,
+  OPEN_EXEC_PERM: 0x40000n,
+  ALLOW: 0x1,
+  DENY: 0x2,
+  /** `struct fanotify_event_metadata` size and `FANOTIFY_METADATA_VERSION`. */
+  EVENT_SIZE: 24,
+  METADATA_VERSION: 3,
+} as const;
+
+/** `fanotify_init(flags, O_RDONLY | O_CLOEXEC)`: a descriptor for permission events. Needs CAP_SYS_ADMIN. */
+export function fanotifyInit(flags: number): number {
+  const fd = c_fanotify_init(flags, 0o2000000) as number;
+  if (fd === -1) throw callError("fanotify_init", fanErrno());
+  return fd;
+}
+
+/** `fanotify_mark(fd, flags, mask, AT_FDCWD, path)`. */
+export function fanotifyMark(fd: number, flags: number, mask: bigint, path: string): void {
+  if ((c_fanotify_mark(fd, flags, mask, -100, path) as number) === -1)
+    throw callError(`fanotify_mark ${path}`, fanErrno());
+}
+// ---- end of the fanotify block ----
