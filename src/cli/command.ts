@@ -8,6 +8,8 @@ import type { ParseArgsConfig } from "node:util";
 export interface CommandResult {
   json: unknown;
   text: string;
+  /** Exit status when not 0 although a result is printed (`--all` with failures, SPEC §14). */
+  status?: number;
 }
 
 /** Parsed command line handed to a command. */

@@ -1,4 +1,5 @@
 /** The table of `xsplice` sub-commands, in the order `--help` lists them (SPEC §10). */
+import { agentCommand } from "./agent.ts";
 import { applyCommand } from "./apply.ts";
 import { buildCommand } from "./build.ts";
 import type { Command } from "./command.ts";
@@ -10,7 +11,9 @@ import { loadCommand } from "./load.ts";
 import { makeCommand } from "./make.ts";
 import { replaceCommand } from "./replace.ts";
 import { revertCommand } from "./revert.ts";
+import { runCommand } from "./run.ts";
 import { signCommand } from "./sign.ts";
+import { statusCommand } from "./status.ts";
 import { unloadCommand } from "./unload.ts";
 import { uploadCommand } from "./upload.ts";
 
@@ -28,4 +31,7 @@ export const commands: Command[] = [
   signCommand,
   diffCommand,
   makeCommand,
+  runCommand,
+  agentCommand,
+  statusCommand,
 ];

@@ -105,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
           ? result.text
           : `${result.text}\n`,
     );
-    return 0;
+    return result.status ?? 0;
   } catch (err) {
     return fail(op, err, json);
   }

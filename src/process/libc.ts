@@ -124,6 +124,8 @@ interface LibcBinding {
   getpriority: CFunction;
   setpriority: CFunction;
   getrusage: CFunction;
+  fanotifyInit: CFunction;
+  fanotifyMark: CFunction;
 }
 
 let binding: LibcBinding | undefined;
@@ -165,6 +167,10 @@ function bind(): LibcBinding {
     getpriority: lib.func("int getpriority(int which, int who)"),
     setpriority: lib.func("int setpriority(int which, int who, int prio)"),
     getrusage: lib.func("getrusage", "int", ["int", "void *"]),
+    fanotifyInit: lib.func("int fanotify_init(unsigned int flags, unsigned int event_f_flags)"),
+    fanotifyMark: lib.func(
+      "int fanotify_mark(int fd, unsigned int flags, uint64_t mask, int dirfd, const char *path)",
+    ),
   };
 }
 
@@ -500,4 +506,35 @@ export function childrenCpuMs(): number {
   if ((ffi().getrusage(RUSAGE_CHILDREN, buf) as number) === -1) throw callError("getrusage", errno());
   const tv = (at: number) => Number(buf.readBigInt64LE(at)) * 1e3 + Number(buf.readBigInt64LE(at + 8)) / 1e3;
   return tv(0) + tv(16);
+}
+
+// fanotify: the agent's exec gate (src/agent/gate.ts).
+
+/** fanotify constants (<linux/fanotify.h>). */
+export const FAN = {
+  CLOEXEC: 0x1,
+  CLASS_CONTENT: 0x4,
+  MARK_ADD: 0x1,
+  MARK_REMOVE: 0x2,
+  MARK_MOUNT: 0x10,
+  MARK_FILESYSTEM: 0x100,
+  OPEN_EXEC_PERM: 0x40000n,
+  ALLOW: 0x1,
+  DENY: 0x2,
+  /** `struct fanotify_event_metadata` size and `FANOTIFY_METADATA_VERSION`. */
+  EVENT_SIZE: 24,
+  METADATA_VERSION: 3,
+} as const;
+
+/** `fanotify_init(flags, O_RDONLY | O_CLOEXEC)`: a descriptor for permission events. Needs CAP_SYS_ADMIN. */
+export function fanotifyInit(flags: number): number {
+  const fd = ffi().fanotifyInit(flags, 0o2000000) as number;
+  if (fd === -1) throw callError("fanotify_init", errno());
+  return fd;
+}
+
+/** `fanotify_mark(fd, flags, mask, AT_FDCWD, path)`. */
+export function fanotifyMark(fd: number, flags: number, mask: bigint, path: string): void {
+  if ((ffi().fanotifyMark(fd, flags, mask, -100, path) as number) === -1)
+    throw callError(`fanotify_mark ${path}`, errno());
 }
