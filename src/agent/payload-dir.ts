@@ -7,10 +7,10 @@
  */
 import { readdirSync, statSync } from "node:fs";
 import { basename, extname, join } from "node:path";
-import { readPayloadFile } from "../cli/inspect.ts";
 import { checkName, checkSignature, checkSize } from "../core/load/validate.ts";
 import { XspliceError } from "../errors.ts";
 import { hexBytes } from "../hex.ts";
+import { readPayloadFile } from "../payload/file.ts";
 import { readPayload } from "../payload/index.ts";
 import type { JobPolicy } from "./jobs.ts";
 

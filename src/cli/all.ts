@@ -13,10 +13,10 @@ import type { Job, JobOutcome } from "../agent/jobs.ts";
 import { checkName, checkSignature, checkSize } from "../core/load/validate.ts";
 import { isRetryable, XspliceError } from "../errors.ts";
 import { hexBytes } from "../hex.ts";
+import { readPayloadFile } from "../payload/file.ts";
 import { readPayload } from "../payload/index.ts";
 import { retryForOf, timeoutOf } from "./apply.ts";
 import type { CommandInput, CommandResult } from "./command.ts";
-import { readPayloadFile } from "./inspect.ts";
 import { uploadPolicy } from "./policy.ts";
 
 /** The options `--all` adds to a command. */

@@ -3,15 +3,14 @@
  * checked without a process. The JSON document is the SPEC §10 shape plus a
  * few extra fields (relocation counts, target symbols, signature details).
  */
-import { closeSync } from "node:fs";
-import { ELFMAG, ET, nameOf, R_AARCH64, R_X86_64, SHF } from "../elf/defs.ts";
+import { nameOf, R_AARCH64, R_X86_64, SHF } from "../elf/defs.ts";
 import type { ElfFile } from "../elf/index.ts";
 import { XspliceError } from "../errors.ts";
 import { hexBytes } from "../hex.ts";
-import { DEFAULT_MAX_PAYLOAD_SIZE, readPayload } from "../payload/read.ts";
+import { readPayloadFile } from "../payload/file.ts";
+import { readPayload } from "../payload/read.ts";
 import { SIG_ALGO } from "../payload/signature.ts";
 import { type Payload, SINGLE_HOOKS, type SymbolRef } from "../payload/types.ts";
-import { type OpenedFile, openRegularFile, readOpened } from "../regular-file.ts";
 import type { Command, CommandResult } from "./command.ts";
 import { printable } from "./printable.ts";
 
@@ -157,56 +156,6 @@ export function inspectText(file: string, p: Payload): string {
   const sections = p.elf.sections.filter((s) => (s.flags & BigInt(SHF.ALLOC)) !== 0n && s.size > 0).length;
   lines.push(`sections:  ${p.elf.sections.length} (${sections} allocated, non-empty)`);
   return lines.join("\n");
-}
-
-/**
- * A linked ELF file (a program or a library) given where a payload belongs is a user's
- * mix-up, not a malformed payload: say so, with the reader's errno (SPEC §2).
- */
-function checkNotLinked(file: string, bytes: Uint8Array): void {
-  if (bytes.length < 0x12 || !ELFMAG.every((b, i) => bytes[i] === b)) return;
-  // e_type, in the file's byte order (EI_DATA 2: big-endian).
-  const type = bytes[5] === 2 ? (bytes[0x10]! << 8) | bytes[0x11]! : bytes[0x10]! | (bytes[0x11]! << 8);
-  if (type === ET.EXEC || type === ET.DYN) {
-    throw new XspliceError(
-      "EOPNOTSUPP",
-      `${file} is an executable (or shared object), not a payload: build one with xsplice build/make`,
-      { offset: 0x10 },
-    );
-  }
-}
-
-/** Read a file for a command, turning fs errors into one-line XspliceErrors. */
-export function readPayloadFile(file: string, maxSize = DEFAULT_MAX_PAYLOAD_SIZE): Uint8Array {
-  let opened: OpenedFile | undefined;
-  try {
-    // Only a regular file, checked on the open descriptor: /dev/zero would be read without end and a
-    // FIFO would block for ever (issue #11 item 10).
-    opened = openRegularFile(file, file);
-    // Refuse before reading: a huge file should not be read into memory only to be refused.
-    if (opened.stat.size > maxSize) {
-      throw new XspliceError(
-        "EINVAL",
-        `payload is ${opened.stat.size} bytes, more than the limit of ${maxSize}`,
-      );
-    }
-    const bytes = readOpened(opened, opened.stat.size, file);
-    checkNotLinked(file, bytes);
-    return bytes;
-  } catch (err) {
-    if (err instanceof XspliceError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    const errno = code === "ENOENT" || code === "EACCES" || code === "EPERM" ? code : "EIO";
-    const why =
-      code === "ENOENT"
-        ? "no such file"
-        : code === "EACCES" || code === "EPERM"
-          ? "permission denied"
-          : (err as Error).message;
-    throw new XspliceError(errno, `cannot read ${file}: ${why}`, {}, { cause: err });
-  } finally {
-    if (opened) closeSync(opened.fd);
-  }
 }
 
 /** `xsplice inspect FILE`. */

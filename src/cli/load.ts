@@ -8,10 +8,10 @@
 import { basename, extname } from "node:path";
 import { checkPid, load } from "../core/api.ts";
 import { XspliceError } from "../errors.ts";
+import { readPayloadFile } from "../payload/file.ts";
 import { ALL_OPTIONS, checkNotAll, isAll, loadAll } from "./all.ts";
 import { ACTION_OPTIONS, actionOutput, describeAction, retryForOf, timeoutOf } from "./apply.ts";
 import type { Command } from "./command.ts";
-import { readPayloadFile } from "./inspect.ts";
 import { POLICY_OPTIONS, POLICY_USAGE, uploadPolicy } from "./policy.ts";
 
 /** NAME for `load`: the file's base name without its extension. */

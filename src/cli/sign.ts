@@ -11,9 +11,9 @@ import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { basename, extname } from "node:path";
 import { XspliceError } from "../errors.ts";
+import { readPayloadFile } from "../payload/file.ts";
 import { keyIdOf, readPayload, signPayload, splitSignature, verifySignature } from "../payload/index.ts";
 import type { Command } from "./command.ts";
-import { readPayloadFile } from "./inspect.ts";
 
 function oneLine(s: string): string {
   return s.replace(/\r?\n/g, "\\n");

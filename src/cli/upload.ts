@@ -1,7 +1,7 @@
 /** `xsplice upload PID NAME FILE` (SPEC §2, §10): load and check a payload in a live process. */
 import { checkPid, upload } from "../core/api.ts";
+import { readPayloadFile } from "../payload/file.ts";
 import type { Command } from "./command.ts";
-import { readPayloadFile } from "./inspect.ts";
 import { POLICY_OPTIONS, POLICY_USAGE, uploadPolicy } from "./policy.ts";
 
 /** SPEC §10 error lines name the operation, the payload and the process: `upload fix-1 in 4242`. */
