@@ -56,7 +56,16 @@ const common = {
   logLevel: "warning",
 };
 await Promise.all([
-  build({ ...common, entryPoints: { cli: "src/cli/main.ts" }, outdir: dist }),
+  build({
+    ...common,
+    // The agent's child processes (src/agent/child-entry.ts) start from bundles of their own.
+    entryPoints: {
+      cli: "src/cli/main.ts",
+      "agent-worker": "src/agent/_worker.ts",
+      "agent-gate": "src/agent/_gate-main.ts",
+    },
+    outdir: dist,
+  }),
   build({ ...common, entryPoints: { index: "src/index.ts" }, outdir: dist }),
 ]);
 if (types) {

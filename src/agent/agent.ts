@@ -21,10 +21,10 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { type FSWatcher, readFileSync, watch } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { readTargetRegistry } from "../core/registry/remote.ts";
 import { parseMaps } from "../process/maps.ts";
 import { createBuildIdCache } from "./build-id.ts";
+import { childEntry } from "./child-entry.ts";
 import type { ConvergeStep, WantedPayload } from "./converge.ts";
 import { commOf, findMappedBuildId, listPids } from "./discover.ts";
 import { WorkerPool } from "./fanout.ts";
@@ -74,8 +74,6 @@ interface ProcessView {
   /** Registry names applied when last looked at. */
   applied: Set<string>;
 }
-
-const GATE = fileURLToPath(new URL("./_gate-main.ts", import.meta.url));
 
 /** The agent; `start()` it, `stop()` it. */
 export class Agent {
@@ -149,8 +147,9 @@ export class Agent {
 
   private startGate(): Promise<void> {
     return new Promise((resolve) => {
-      const g = fork(GATE, this.opts.gateMounts ?? [], {
-        execArgv: ["--import", import.meta.resolve("tsx")],
+      const gate = childEntry("_gate-main.ts", "agent-gate.js");
+      const g = fork(gate.file, this.opts.gateMounts ?? [], {
+        execArgv: gate.execArgv,
         serialization: "advanced",
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });

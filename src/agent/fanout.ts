@@ -18,7 +18,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { availableParallelism } from "node:os";
-import { fileURLToPath } from "node:url";
+import { childEntry } from "./child-entry.ts";
 import { failure, type Job, type JobOutcome } from "./jobs.ts";
 
 /** Progress of a fan-out, after each job. */
@@ -41,12 +41,11 @@ export function defaultConcurrency(): number {
   return Math.max(1, availableParallelism());
 }
 
-const WORKER = fileURLToPath(new URL("./_worker.ts", import.meta.url));
-
-/** Start a worker process (TypeScript through tsx's loader, as `bin/xsplice.js` runs). */
+/** Start a worker process. */
 function startWorker(): ChildProcess {
-  return fork(WORKER, [], {
-    execArgv: ["--import", import.meta.resolve("tsx")],
+  const worker = childEntry("_worker.ts", "agent-worker.js");
+  return fork(worker.file, [], {
+    execArgv: worker.execArgv,
     serialization: "advanced",
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
