@@ -173,6 +173,12 @@ describe("the packed CLI, run without tsx", () => {
     await ok("revert", pid, "fix2");
     await ok("unload", pid, "fix2");
     assert.equal(await callOld(target, 5), oldFormula(5n));
+    // --all fans out to worker processes, which must start from the package's own bundle too.
+    await ok("load", "--all", signed, "--name", "fix3", "-j", "1");
+    assert.equal(await callOld(target, 5), oldFormula(5n) + 1000n);
+    await ok("revert", "--all", "fix3");
+    await ok("unload", "--all", "fix3");
+    assert.equal(await callOld(target, 5), oldFormula(5n));
   });
 
   test("every other command in the table at least parses and prints its usage", async () => {
