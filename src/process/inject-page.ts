@@ -21,7 +21,7 @@
  * mmap: a leaked descriptor (closed by the next creation). Killed after it: a
  * *half-made* page, one RW mapping of the full size, unmapped and made again.
  */
-import { readdirSync, readlinkSync } from "node:fs";
+
 import {
   CHUNK,
   DATA_DISTANCE,
@@ -36,6 +36,7 @@ import {
 } from "../arch/host.ts";
 import { XspliceError } from "../errors.ts";
 import { hex } from "../hex.ts";
+import { descriptorsOpenOn } from "./descriptors.ts";
 import { ptraceSetFpState, ptraceSetSigmask } from "./libc.ts";
 import { type Mapping, readMaps } from "./maps.ts";
 import { pausePoint } from "./pause-point.ts";
@@ -121,21 +122,7 @@ export function findInjectPage(pid: number, maps: readonly Mapping[] = readMaps(
 
 /** Descriptors of `pid` open on an inject memfd: leftovers of a creation killed before its `close`. */
 function leakedDescriptors(pid: number): number[] {
-  const out: number[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(`/proc/${pid}/fd`);
-  } catch {
-    return out;
-  }
-  for (const n of names) {
-    try {
-      if (readlinkSync(`/proc/${pid}/fd/${n}`).startsWith(INJECT_PATH)) out.push(Number(n));
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return out;
+  return descriptorsOpenOn(pid, INJECT_PATH);
 }
 
 /**

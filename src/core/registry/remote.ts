@@ -8,9 +8,10 @@
  * writes through `/proc/PID/mem`, which the kernel forces onto read-only
  * pages (SPEC §12). Untouched pages of the (sparse) slots cost nothing.
  */
-import { readdirSync, readlinkSync } from "node:fs";
+
 import { XspliceError } from "../../errors.ts";
 import { hex } from "../../hex.ts";
+import { descriptorsOpenOn } from "../../process/descriptors.ts";
 import { type Mapping, readMaps } from "../../process/maps.ts";
 import { readMemory, writeMemory } from "../../process/memory.ts";
 import { pausePoint } from "../../process/pause-point.ts";
@@ -213,21 +214,7 @@ function mapMemfd(tracee: Tracee, tid: number, size: bigint): bigint {
  * exclusively, and closes its descriptor before it lets go).
  */
 export function leakedRegistryDescriptors(pid: number): number[] {
-  const out: number[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(`/proc/${pid}/fd`);
-  } catch {
-    return out;
-  }
-  for (const n of names) {
-    try {
-      if (readlinkSync(`/proc/${pid}/fd/${n}`).startsWith(MEMFD_REGISTRY_PATH)) out.push(Number(n));
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return out;
+  return descriptorsOpenOn(pid, MEMFD_REGISTRY_PATH);
 }
 
 /** Close what `leakedRegistryDescriptors` finds, in the stopped thread `tid`; returns how many. */
