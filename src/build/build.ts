@@ -28,6 +28,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { archFor } from "../arch/index.ts";
 import { ET, nameOf, SHF, SHT, STT } from "../elf/defs.ts";
+import { LIVE_PATCHING_METADATA, livePatchingWarning } from "../elf/dwarf-producer.ts";
 import { type ElfFile, type ElfSymbol, type Rela, readElf, type Section } from "../elf/index.ts";
 import { XspliceError } from "../errors.ts";
 import { hexBytes } from "../hex.ts";
@@ -501,8 +502,14 @@ export function linkPayload(inputs: LinkInputs): BuildResult {
   const { symbols, external } = targetSymbolsOf(elf, target);
   writeFileSync(code, bytes);
 
+  // What the target's DWARF says of -flive-patching, carried in the payload for a target that
+  // runs stripped: the loader cannot read it from the object as mapped (SPEC §12).
+  const facts = livePatchingWarning(target.elf, target.path) === undefined ? [LIVE_PATCHING_METADATA] : [];
   const gen = join(tmp, "xsplice-notes.s");
-  writeFileSync(gen, generatedAssembly({ target: target.buildId, depends, symbols, metadata }));
+  writeFileSync(
+    gen,
+    generatedAssembly({ target: target.buildId, depends, symbols, metadata: [...metadata, ...facts] }),
+  );
   const genObj = join(tmp, "xsplice-notes.o");
   runTool(cc, ["-c", "-o", genObj, gen], "assembling the payload notes");
 

@@ -32,7 +32,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { livePatchingWarning } from "../elf/dwarf-producer.ts";
+import { LIVE_PATCHING_FLAG, livePatchingWarning } from "../elf/dwarf-producer.ts";
 import { ERRNO, XspliceError } from "../errors.ts";
 import { fromHexBytes, hex, hexBytes } from "../hex.ts";
 import { mappedExactly, readMaps } from "../process/maps.ts";
@@ -128,9 +128,12 @@ function objectWarning(session: TargetSession, p: PayloadRecord): string | undef
           warning: `the target object ${p.object.buildId} is not mapped: cannot check it for -flive-patching`,
         };
       warning = livePatchingWarning(obj.elf, obj.path);
-      // No DWARF in the object itself: its separate debug file may have it.
+      // No DWARF in the object itself: its separate debug file may have it, or the payload's
+      // builder read it from the unstripped build of this very build-id.
       if (warning && obj.debugElf && /no DWARF producer/.test(warning))
         warning = livePatchingWarning(obj.debugElf, obj.path);
+      if (warning && /no DWARF producer/.test(warning) && p.metadata["target-flags"] === LIVE_PATCHING_FLAG)
+        warning = undefined;
     } catch (err) {
       warning = `cannot read the target object to check for -flive-patching=inline-clone: ${(err as Error).message}`;
     }

@@ -289,6 +289,13 @@ export function compileUnitProducers(elf: ElfFile): ProducerScan {
 export const LIVE_PATCHING_FLAG = "-flive-patching=inline-clone";
 
 /**
+ * The `.modinfo` entry a builder adds when every compile unit of the target it
+ * built against (the build-id the payload names) carries the flag: the fact
+ * travels with the payload to a target that runs stripped of its DWARF.
+ */
+export const LIVE_PATCHING_METADATA = `target-flags=${LIVE_PATCHING_FLAG}`;
+
+/**
  * The SPEC §12 warning for a target object, or undefined when every compile
  * unit with a producer string says `-flive-patching=inline-clone` (or
  * `-flive-patching`, whose default is inline-clone). `what` names the object

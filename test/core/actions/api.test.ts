@@ -5,12 +5,15 @@
  * expectations, the re-apply rule, and the SPEC §12 warning.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { copyFileSync, readFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { action, get, upload } from "../../../src/core/api.ts";
 import { performAction } from "../../../src/core/execute.ts";
 import { XspliceError } from "../../../src/errors.ts";
+import { readPayload } from "../../../src/payload/index.ts";
 import { readMemory } from "../../../src/process/memory.ts";
+import { tool } from "../../helpers/cc.ts";
 import { buildFixturePayload } from "../../helpers/payload-fixtures.ts";
 import { startTarget, symbolAddress, type Target } from "../../helpers/target.ts";
 import { actionPayload, actionsTarget, buildIdOf, symbolSize } from "./_hand.ts";
@@ -205,4 +208,24 @@ test("SPEC §12: a target built without -flive-patching=inline-clone gives a war
   } finally {
     await t2.kill();
   }
+});
+
+test("SPEC §12: a stripped target built with -flive-patching gives no warning when the payload's build saw the flag", async (t) => {
+  // strip -g drops the DWARF (and with it the producer strings) but keeps the build-id and .symtab.
+  const stripped = join(dirname(exe), `${basename(exe)}-stripped-g`);
+  copyFileSync(exe, stripped);
+  tool("strip", ["-g", stripped]);
+  const withFact = actionPayload("fix.c", exe);
+  assert.equal(readPayload(readFileSync(withFact)).metadata["target-flags"], "-flive-patching=inline-clone");
+  const withoutFact = actionPayload("fix.c", stripped);
+  assert.equal(readPayload(readFileSync(withoutFact)).metadata["target-flags"], undefined);
+  const t2 = await startTarget(stripped, ["1"]);
+  t.after(() => t2.kill());
+  await upload(t2.pid, "fact", bytesOf(withFact));
+  assert.deepEqual(performAction(t2.pid, "fact", "APPLY").warnings, []);
+  performAction(t2.pid, "fact", "REVERT");
+  await upload(t2.pid, "nofact", bytesOf(withoutFact));
+  const r = performAction(t2.pid, "nofact", "APPLY");
+  assert.equal(r.warnings.length, 1);
+  assert.match(r.warnings[0]!, /no DWARF producer strings/);
 });
