@@ -13,6 +13,7 @@ import { isPtraceRefusal, ptraceFacts, ptraceHint } from "../../src/cli/permissi
 import { XspliceError } from "../../src/errors.ts";
 import { callError } from "../../src/process/libc.ts";
 import { actionsTarget } from "../core/actions/_hand.ts";
+import { portableCli } from "../helpers/bundle.ts";
 import { compileC, FIXTURES, ROOT } from "../helpers/cc.ts";
 import { startTarget } from "../helpers/target.ts";
 import { tempDir } from "./_run.ts";
@@ -20,10 +21,11 @@ import { tempDir } from "./_run.ts";
 function xsplice(
   args: string[],
   opts: SpawnSyncOptions = {},
+  bin: string[] = [join(ROOT, "bin", "xsplice.js")],
 ): { status: number; stdout: string; stderr: string } {
   const env = { ...process.env };
   delete env["XSPLICE_POLICY"];
-  const r = spawnSync(process.execPath, [join(ROOT, "bin", "xsplice.js"), ...args], {
+  const r = spawnSync(process.execPath, [...bin, ...args], {
     encoding: "utf8",
     env,
     ...opts,
@@ -141,9 +143,11 @@ describe("EPERM from the kernel comes with a hint", () => {
       return;
     }
     const target = await startTarget(actionsTarget(true), ["1"]);
+    // nobody may not read a checkout inside a private directory (a `mktemp -d` clone): run a copy.
+    const cli = portableCli();
     try {
       const pid = target.pid;
-      const r = xsplice(["get", String(pid), "fix"], { uid: 65534, gid: 65534, cwd: "/" });
+      const r = xsplice(["get", String(pid), "fix"], { uid: 65534, gid: 65534, cwd: "/" }, cli.args);
       assert.equal(r.status, 1);
       const hint = ptraceHint({ ...ptraceFacts(), uid: 65534, capSysPtrace: false });
       assert.equal(
@@ -152,6 +156,7 @@ describe("EPERM from the kernel comes with a hint", () => {
       );
       assert.match(hint, /^needs root with CAP_SYS_PTRACE.*; this run: uid 65534/);
     } finally {
+      cli.dispose();
       await target.kill();
     }
   });

@@ -59,13 +59,8 @@ export interface PortableCommand {
  * (`/root`, a `mktemp -d` folder), so it cannot start from the tree itself.
  */
 export function portableCommand(entry: string): PortableCommand {
-  const dir = mkdtempSync(join(tmpdir(), "xsplice-test-"));
+  const dir = readableDirWithKoffi();
   try {
-    chmodSync(dir, 0o755); // mkdtemp makes it 0700
-    for (const pkg of ["koffi", "@koromix"])
-      cpSync(join(ROOT, "node_modules", pkg), join(dir, "node_modules", pkg), { recursive: true });
-    // The copies keep the checkout's modes; the directories made on the way are the umask's.
-    chmodSync(join(dir, "node_modules"), 0o755);
     const outfile = join(dir, `${basename(entry, ".ts")}.mjs`);
     // esbuild comes with tsx, which the test runner itself needs.
     const { buildSync } = createRequire(import.meta.url)("esbuild") as typeof import("esbuild");
@@ -85,6 +80,43 @@ export function portableCommand(entry: string): PortableCommand {
   }
   return {
     args: [join(dir, `${basename(entry, ".ts")}.mjs`)],
+    dispose: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** A fresh mode-0755 directory under the system's temporary directory, holding a copy of koffi. */
+function readableDirWithKoffi(): string {
+  const dir = mkdtempSync(join(tmpdir(), "xsplice-test-"));
+  try {
+    chmodSync(dir, 0o755); // mkdtemp makes it 0700
+    for (const pkg of ["koffi", "@koromix"])
+      cpSync(join(ROOT, "node_modules", pkg), join(dir, "node_modules", pkg), { recursive: true });
+    // The copies keep the checkout's modes; the directories made on the way are the umask's.
+    chmodSync(join(dir, "node_modules"), 0o755);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return dir;
+}
+
+/**
+ * The compiled command line (`bin/xsplice.js`, `dist/`, `package.json`) copied
+ * where any user can read it, for running `xsplice` as another user (the reason
+ * is {@link portableCommand}'s). The checkout's `dist/` must be built (the test
+ * runner builds it).
+ */
+export function portableCli(): PortableCommand {
+  const dir = readableDirWithKoffi();
+  try {
+    for (const part of ["bin", "dist", "package.json"])
+      cpSync(join(ROOT, part), join(dir, part), { recursive: true });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    args: [join(dir, "bin", "xsplice.js")],
     dispose: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
