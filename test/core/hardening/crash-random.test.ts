@@ -94,6 +94,8 @@ describe("xsplice SIGKILLed at random moments of random operations", { timeout: 
             // busy-wait: timers are coarser than the operations
           }
         }
+      } catch (err) {
+        throw new Error(`${label}: ${(err as Error).message}`, { cause: err });
       } finally {
         await v.kill();
       }
