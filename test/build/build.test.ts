@@ -108,7 +108,12 @@ describe("funcs entries", () => {
     for (const k of ["preapply", "postapply", "prerevert", "postrevert", "apply", "revert"] as const) {
       assert.ok(p.hooks[k], `${k} hook present`);
     }
-    assert.deepEqual(p.metadata, { cve: "CVE-2026-0002", author: "test" });
+    // The last entry: the builder saw every compile unit of the target carry -flive-patching (SPEC §12).
+    assert.deepEqual(p.metadata, {
+      cve: "CVE-2026-0002",
+      author: "test",
+      "target-flags": "-flive-patching=inline-clone",
+    });
   });
 
   test("a hooks-only payload builds (SPEC §1: funcs required unless hooks)", () => {
