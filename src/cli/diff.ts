@@ -8,19 +8,7 @@
  */
 import { type DiffResult, diffObjects } from "../build/diff/index.ts";
 import { XspliceError } from "../errors.ts";
-import type { Command, CommandInput, CommandResult } from "./command.ts";
-
-function strings(input: CommandInput, name: string): string[] {
-  const v = input.values[name];
-  if (v === undefined) return [];
-  return (Array.isArray(v) ? v : [v]).filter((x): x is string => typeof x === "string" && x !== "");
-}
-
-function one(input: CommandInput, name: string, usage: string): string {
-  const v = strings(input, name);
-  if (v.length !== 1) throw new XspliceError("EINVAL", `missing ${usage}`);
-  return v[0]!;
-}
+import { type Command, type CommandInput, type CommandResult, oneOption, optionValues } from "./command.ts";
 
 /** The JSON document of a diff or make (SPEC §13). */
 export function diffJson(r: DiffResult): Record<string, unknown> {
@@ -72,18 +60,18 @@ export const diffCommand: Command = {
     return "diff";
   },
   async run(input: CommandInput): Promise<CommandResult> {
-    const orig = strings(input, "orig");
-    const patched = strings(input, "patched");
+    const orig = optionValues(input, "orig");
+    const patched = optionValues(input, "patched");
     if (orig.length === 0 || orig.length !== patched.length) {
       throw new XspliceError("EINVAL", "need as many --patched B.o as --orig A.o (at least one)");
     }
     const opts: Parameters<typeof diffObjects>[0] = {
       pairs: orig.map((o, i) => ({ orig: o, patched: patched[i]! })),
-      target: one(input, "target", "--target ELF"),
-      out: one(input, "output", "-o FILE"),
+      target: oneOption(input, "target", "--target ELF"),
+      out: oneOption(input, "output", "-o FILE"),
       ignoreLineChanges: input.values["ignore-line-changes"] === true,
     };
-    const name = strings(input, "name")[0];
+    const name = optionValues(input, "name")[0];
     if (name !== undefined) opts.name = name;
     const result = diffObjects(opts);
     return { json: diffJson(result), text: diffText(result, input.values["verbose"] === true) };

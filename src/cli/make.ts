@@ -7,20 +7,8 @@
  */
 import { makePayload } from "../build/make/index.ts";
 import { XspliceError } from "../errors.ts";
-import type { Command, CommandInput, CommandResult } from "./command.ts";
+import { type Command, type CommandInput, type CommandResult, oneOption, optionValues } from "./command.ts";
 import { diffJson, diffText } from "./diff.ts";
-
-function strings(input: CommandInput, name: string): string[] {
-  const v = input.values[name];
-  if (v === undefined) return [];
-  return (Array.isArray(v) ? v : [v]).filter((x): x is string => typeof x === "string" && x !== "");
-}
-
-function one(input: CommandInput, name: string, usage: string): string {
-  const v = strings(input, name);
-  if (v.length !== 1) throw new XspliceError("EINVAL", `missing ${usage}`);
-  return v[0]!;
-}
 
 /** `xsplice make`. */
 export const makeCommand: Command = {
@@ -43,21 +31,21 @@ export const makeCommand: Command = {
     return "make";
   },
   async run(input: CommandInput): Promise<CommandResult> {
-    const jobsText = strings(input, "jobs")[0] ?? "1";
+    const jobsText = optionValues(input, "jobs")[0] ?? "1";
     const jobs = Number(jobsText);
     if (!Number.isInteger(jobs) || jobs < 1 || jobs > 1024) {
       throw new XspliceError("EINVAL", `-j ${jobsText}: not a number of jobs (1..1024)`);
     }
     const opts: Parameters<typeof makePayload>[0] = {
-      src: one(input, "src", "--src DIR"),
-      patches: strings(input, "patch"),
-      target: one(input, "target", "--target ELF"),
-      out: one(input, "output", "-o FILE"),
+      src: oneOption(input, "src", "--src DIR"),
+      patches: optionValues(input, "patch"),
+      target: oneOption(input, "target", "--target ELF"),
+      out: oneOption(input, "output", "-o FILE"),
       jobs,
       ignoreLineChanges: input.values["ignore-line-changes"] === true,
     };
     if (input.positionals.length > 0) opts.command = input.positionals;
-    const name = strings(input, "name")[0];
+    const name = optionValues(input, "name")[0];
     if (name !== undefined) opts.name = name;
     if (!input.json) opts.progress = (line) => process.stderr.write(`xsplice make: ${line}\n`);
     const r = await makePayload(opts);
