@@ -19,7 +19,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import {
   buildExamplePayload,
   buildProgram,
@@ -37,19 +37,8 @@ import {
   runExploit,
   showBytes,
 } from "./lib/server-clients.ts";
-import { missingCommands, runXsplice, type XspliceRun } from "./lib/xsplice.ts";
-
-/** One numbered step: what the demo claims, what it saw, and whether they agree. */
-interface StepResult {
-  step: number;
-  title: string;
-  claim: string;
-  ok: boolean;
-  observed: string;
-  /** Set when an earlier step failed and this one could not run. */
-  skipped?: boolean;
-  data: Record<string, unknown>;
-}
+import { Steps, type StepsOutcome, shown } from "./lib/steps.ts";
+import { missingCommands, runXsplice } from "./lib/xsplice.ts";
 
 /** Facts gathered along the way, for the summary. */
 interface Facts {
@@ -72,8 +61,6 @@ interface Facts {
   payloadBuildId?: string;
 }
 
-const json = process.argv.includes("--json");
-const STEPS = 6;
 /** What each step claims; the summary table lists these. */
 const CLAIMS = [
   "server, loadgen and exploit built",
@@ -84,46 +71,16 @@ const CLAIMS = [
   "reverted and unloaded, exploit works again, 0 failed requests overall",
 ] as const;
 const TITLES = ["build", "start", "exploit works", "load", "patched", "revert"] as const;
+const json = process.argv.includes("--json");
+const steps = new Steps(CLAIMS, TITLES, json, "demo");
+const { say, heading, record, showCommand } = steps;
 const LOAD_CONNECTIONS = 4;
 /** How long the load runs before the exploit, and on the patched server (ms). */
 const WARM_UP_MS = 1000;
 const PATCHED_LOAD_MS = 1500;
-const started = performance.now();
 const facts: Facts = { secret: `tok-${randomBytes(8).toString("hex")}` };
-const results: StepResult[] = [];
 const running: Program[] = [];
 let workDir: string | undefined;
-
-/** Text output for people; silent with --json (stdout then holds only the document). */
-function say(line = ""): void {
-  if (!json) process.stdout.write(`${line}\n`);
-}
-
-/** The step in progress, so that an unexpected error is charged to it. */
-let current = 0;
-
-function heading(step: number, title: string): void {
-  current = step;
-  say();
-  say(`[${step}/${STEPS}] ${title}`);
-}
-
-function shown(path: string): string {
-  const rel = relative(process.cwd(), path);
-  return rel.startsWith("..") ? path : rel;
-}
-
-function mark(ok: boolean): string {
-  return ok ? "✓" : "✗";
-}
-
-/** Record a step's outcome and print its verdict. */
-function record(r: { step: number; ok: boolean; observed: string; data?: Record<string, unknown> }): boolean {
-  const claim = CLAIMS[r.step - 1]!;
-  results.push({ ...r, title: TITLES[r.step - 1]!, claim, data: r.data ?? {} });
-  say(`      ${mark(r.ok)} ${r.ok ? claim : `expected: ${claim}; observed: ${r.observed}`}`);
-  return r.ok;
-}
 
 /** Find `key` anywhere in a JSON document (the load report's exact shape is the actions command's). */
 function findNumber(doc: unknown, key: string): number | undefined {
@@ -135,10 +92,6 @@ function findNumber(doc: unknown, key: string): number | undefined {
     if (found !== undefined) return found;
   }
   return undefined;
-}
-
-function showCommand(r: XspliceRun): void {
-  say(`      $ xsplice ${r.args.map((a) => (a.startsWith("/") ? shown(a) : a)).join(" ")}`);
 }
 
 function latestCounts(p: Program): LoadCounts {
@@ -286,7 +239,7 @@ async function run(): Promise<void> {
   const loadStart = latestCounts(loadgen);
   facts.countsBeforeLoad = loadStart;
   const load = await runXsplice(["load", String(server.pid), payload, "--name", "fix", "--json"]);
-  showCommand(load);
+  showCommand(load.args);
   facts.loadMs = load.elapsedMs;
   facts.stopWindowMs = findNumber(load.json, "stopWindowMs");
   facts.pauseMs = findNumber(load.json, "totalMs");
@@ -356,7 +309,7 @@ async function run(): Promise<void> {
   // 6. Revert and clean up.
   heading(6, "Revert the fix, see the old behaviour, clean up");
   const revert = await runXsplice(["revert", String(server.pid), "fix", "--json"]);
-  showCommand(revert);
+  showCommand(revert.args);
   facts.revertStopWindowMs = findNumber(revert.json, "stopWindowMs");
   facts.revertPauseMs = findNumber(revert.json, "totalMs");
   say(
@@ -371,7 +324,7 @@ async function run(): Promise<void> {
   );
   const unload =
     revert.status === 0 ? await runXsplice(["unload", String(server.pid), "fix", "--json"]) : undefined;
-  if (unload) showCommand(unload);
+  if (unload) showCommand(unload.args);
   await loadgen.stop("SIGTERM", 5000);
   facts.load = parseDone(loadgen.lines);
   const l = facts.load;
@@ -403,7 +356,7 @@ async function run(): Promise<void> {
 }
 
 function summaryTable(): string[] {
-  const rows = results.map((r) => [
+  const rows = steps.results.map((r) => [
     String(r.step),
     r.claim,
     r.skipped ? "skipped" : r.ok ? "ok" : "FAILED",
@@ -422,25 +375,12 @@ function summaryTable(): string[] {
   ];
 }
 
-function report(error?: string): number {
-  for (let s = results.length + 1; s <= STEPS; s++) {
-    results.push({
-      step: s,
-      title: TITLES[s - 1]!,
-      claim: CLAIMS[s - 1]!,
-      ok: false,
-      skipped: true,
-      observed: "not run: an earlier step failed",
-      data: {},
-    });
-  }
-  const ok = error === undefined && results.every((r) => r.ok);
-  const elapsedMs = Math.round(performance.now() - started);
+function report({ ok, elapsedMs, error }: StepsOutcome): void {
   if (json) {
     const doc = {
       ok,
       elapsedMs,
-      steps: results,
+      steps: steps.results,
       summary: {
         serverPid: facts.serverPid,
         port: facts.port,
@@ -474,27 +414,7 @@ function report(error?: string): number {
     if (error) say(`  error: ${error}`);
     say(`  ${ok ? "demo passed" : "demo FAILED"} in ${(elapsedMs / 1000).toFixed(1)} s`);
   }
-  return ok ? 0 : 1;
-}
-
-let interrupted = false;
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    say(`\n${sig}: stopping every process the demo started`);
-    void stopAll().then(() => process.exit(130));
-  });
 }
 
 say("xsplice demo: fix a leaking server while it serves traffic, then take the fix out again");
-let error: string | undefined;
-try {
-  await run();
-} catch (err) {
-  error = err instanceof Error ? err.message : String(err);
-  if (current > results.length) record({ step: current, ok: false, observed: error });
-} finally {
-  await stopAll();
-}
-if (!interrupted) process.exitCode = report(error);
+await steps.main(run, stopAll, report);

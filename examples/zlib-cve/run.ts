@@ -22,21 +22,11 @@
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { type Program, startProgram } from "../lib/program.ts";
+import { Steps, type StepsOutcome, shown } from "../lib/steps.ts";
 import { missingCommands, runXsplice, type XspliceRun } from "../lib/xsplice.ts";
 import { buildVulnerableZlib, FIX_PATCH, ZLIB_BUILD_COMMAND, ZLIB_CFLAGS, type ZlibBuild } from "./zlib.ts";
-
-/** One numbered step: what the run claims, what it saw, and whether they agree. */
-interface StepResult {
-  step: number;
-  title: string;
-  claim: string;
-  ok: boolean;
-  observed: string;
-  skipped?: boolean;
-  data: Record<string, unknown>;
-}
 
 /** The workload's counters (`counts ok=N failed=M`). */
 interface Counts {
@@ -62,7 +52,9 @@ const CLAIMS = [
   "reverted and unloaded: the overflow is back, 0 failed results overall",
 ] as const;
 const TITLES = ["build", "start", "overflow", "make + load", "patched", "revert"] as const;
-const STEPS = CLAIMS.length;
+const json = process.argv.includes("--json");
+const steps = new Steps(CLAIMS, TITLES, json, "example");
+const { say, heading, record, showCommand } = steps;
 const PAYLOAD_NAME = "cve-2022-37434";
 const THREADS = 3;
 /** How long the workload runs on the patched library before it is looked at (ms). */
@@ -70,12 +62,8 @@ const PATCHED_RUN_MS = 1000;
 /** Two builds of zlib on a busy 2-core machine, plus the diff. */
 const MAKE_TIMEOUT_MS = 600_000;
 
-const json = process.argv.includes("--json");
-const started = performance.now();
-const results: StepResult[] = [];
 const running: Program[] = [];
 let workDir: string | undefined;
-let current = 0;
 const facts: {
   pid?: number;
   library?: string;
@@ -89,33 +77,6 @@ const facts: {
   pauseMs?: number;
   revertStopWindowMs?: number;
 } = {};
-
-function say(line = ""): void {
-  if (!json) process.stdout.write(`${line}\n`);
-}
-
-function heading(step: number, title: string): void {
-  current = step;
-  say();
-  say(`[${step}/${STEPS}] ${title}`);
-}
-
-function shown(path: string): string {
-  const rel = relative(process.cwd(), path);
-  return rel.startsWith("..") ? path : rel;
-}
-
-function record(r: { step: number; ok: boolean; observed: string; data?: Record<string, unknown> }): boolean {
-  const claim = CLAIMS[r.step - 1]!;
-  results.push({ ...r, title: TITLES[r.step - 1]!, claim, data: r.data ?? {} });
-  say(`      ${r.ok ? "✓" : "✗"} ${r.ok ? claim : `expected: ${claim}; observed: ${r.observed}`}`);
-  return r.ok;
-}
-
-function showCommand(r: XspliceRun): void {
-  const args = r.args.map((a) => (a.startsWith("/") ? shown(a) : a.includes(" ") ? `"${a}"` : a));
-  say(`      $ xsplice ${args.join(" ")}`);
-}
 
 /** Send `line` and resolve with the first later line matching `answer`. */
 function ask(p: Program, line: string, answer: RegExp, timeoutMs = 10_000): Promise<string> {
@@ -233,7 +194,7 @@ async function run(): Promise<void> {
     ],
     { timeoutMs: MAKE_TIMEOUT_MS },
   );
-  showCommand(make);
+  showCommand(make.args);
   facts.make = make.json;
   facts.makeMs = make.elapsedMs;
   const made = make.json as
@@ -259,7 +220,7 @@ async function run(): Promise<void> {
   }
   say(`      made in ${(make.elapsedMs / 1000).toFixed(1)} s (two builds of zlib and the diff)`);
   const load = await runXsplice(["load", String(workload.pid), payload, "--name", PAYLOAD_NAME, "--json"]);
-  showCommand(load);
+  showCommand(load.args);
   facts.stopWindowMs = numberOf(load, "stopWindowMs");
   facts.pauseMs = (load.json as { pause?: { totalMs?: number } } | undefined)?.pause?.totalMs;
   for (const w of (load.json as { warnings?: unknown[] } | undefined)?.warnings ?? [])
@@ -304,13 +265,13 @@ async function run(): Promise<void> {
 
   heading(6, "Revert the fix and unload it");
   const revert = await runXsplice(["revert", String(workload.pid), PAYLOAD_NAME, "--json"]);
-  showCommand(revert);
+  showCommand(revert.args);
   facts.revertStopWindowMs = numberOf(revert, "stopWindowMs");
   const unload =
     revert.status === 0
       ? await runXsplice(["unload", String(workload.pid), PAYLOAD_NAME, "--json"])
       : undefined;
-  if (unload) showCommand(unload);
+  if (unload) showCommand(unload.args);
   facts.reverted = await exploit(workload);
   say(`      ${facts.reverted.line}`);
   facts.counts = await counts(workload);
@@ -329,19 +290,7 @@ async function run(): Promise<void> {
   });
 }
 
-function report(error?: string): number {
-  for (let s = results.length + 1; s <= STEPS; s++)
-    results.push({
-      step: s,
-      title: TITLES[s - 1]!,
-      claim: CLAIMS[s - 1]!,
-      ok: false,
-      skipped: true,
-      observed: "not run: an earlier step failed",
-      data: {},
-    });
-  const ok = error === undefined && results.every((r) => r.ok);
-  const elapsedMs = Math.round(performance.now() - started);
+function report({ ok, elapsedMs, error }: StepsOutcome): void {
   if (json) {
     const summary = {
       cve: "CVE-2022-37434",
@@ -359,13 +308,13 @@ function report(error?: string): number {
       make: facts.make,
     };
     process.stdout.write(
-      `${JSON.stringify({ ok, elapsedMs, steps: results, summary, ...(error ? { error } : {}) }, null, 2)}\n`,
+      `${JSON.stringify({ ok, elapsedMs, steps: steps.results, summary, ...(error ? { error } : {}) }, null, 2)}\n`,
     );
   } else {
     say();
     say("Summary");
-    const width = Math.max(...results.map((r) => r.claim.length));
-    for (const r of results)
+    const width = Math.max(...steps.results.map((r) => r.claim.length));
+    for (const r of steps.results)
       say(
         `  ${String(r.step).padEnd(2)} ${r.claim.padEnd(width)}  ${r.skipped ? "skipped" : r.ok ? "ok" : "FAILED"}`,
       );
@@ -373,27 +322,7 @@ function report(error?: string): number {
     if (error) say(`  error: ${error}`);
     say(`  ${ok ? "zlib-cve passed" : "zlib-cve FAILED"} in ${(elapsedMs / 1000).toFixed(1)} s`);
   }
-  return ok ? 0 : 1;
-}
-
-let interrupted = false;
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    say(`\n${sig}: stopping every process the example started`);
-    void stopAll().then(() => process.exit(130));
-  });
 }
 
 say("xsplice zlib-cve: CVE-2022-37434 in a running program's zlib, fixed live from the upstream patch");
-let error: string | undefined;
-try {
-  await run();
-} catch (err) {
-  error = err instanceof Error ? err.message : String(err);
-  if (current > results.length) record({ step: current, ok: false, observed: error });
-} finally {
-  await stopAll();
-}
-if (!interrupted) process.exitCode = report(error);
+await steps.main(run, stopAll, report);
