@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { buildPayload } from "../../src/build/index.ts";
-import { BUILD_DIR, compileC, FIXTURES, INCLUDE } from "../helpers/cc.ts";
+import { BUILD_DIR, builderFingerprint, compileC, FIXTURES, INCLUDE } from "../helpers/cc.ts";
 import { startTarget, type Target } from "../helpers/target.ts";
 
 /** The value answer(1) has unpatched, and with fix.c / fix2.c applied. */
@@ -42,6 +42,7 @@ export function agentPayload(source: string, target: string): string {
   h.update(readFileSync(target));
   h.update(readFileSync(src));
   h.update(readFileSync(join(INCLUDE, "xsplice.h")));
+  h.update(builderFingerprint());
   const out = join(BUILD_DIR, "agent", `${basename(source, ".c")}-${h.digest("hex").slice(0, 12)}.xsplice`);
   if (existsSync(out)) return out;
   mkdirSync(dirname(out), { recursive: true });

@@ -5,7 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -63,4 +63,25 @@ export function compileC(opts: CompileOptions): string {
 /** Run a binutils (or any) tool and return its stdout; throws with its stderr on failure. */
 export function tool(cmd: string, args: string[]): string {
   return run(cmd, args);
+}
+
+let builderDigest: string | undefined;
+
+/**
+ * A digest of the sources that decide a built payload's bytes (the builders,
+ * the payload format, the ELF writer and reader): part of every cache key of
+ * a payload built for a test, so that a change to xsplice is never met by a
+ * payload the previous version built.
+ */
+export function builderFingerprint(): string {
+  if (builderDigest !== undefined) return builderDigest;
+  const h = createHash("sha256");
+  for (const dir of ["build", "payload", "elf"]) {
+    const root = join(ROOT, "src", dir);
+    for (const f of readdirSync(root, { recursive: true, encoding: "utf8" }).sort()) {
+      if (f.endsWith(".ts") && !f.endsWith(".test.ts")) h.update(f).update(readFileSync(join(root, f)));
+    }
+  }
+  builderDigest = h.digest("hex");
+  return builderDigest;
 }

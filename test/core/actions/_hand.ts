@@ -15,7 +15,7 @@ import type { TargetSession } from "../../../src/core/session.ts";
 import { readElf } from "../../../src/elf/file.ts";
 import { hexBytes as toHex } from "../../../src/hex.ts";
 import { readMemory } from "../../../src/process/memory.ts";
-import { BUILD_DIR, compileC, FIXTURES, INCLUDE, ROOT, tool } from "../../helpers/cc.ts";
+import { BUILD_DIR, builderFingerprint, compileC, FIXTURES, INCLUDE, tool } from "../../helpers/cc.ts";
 import { payloadRecord } from "../../helpers/records.ts";
 import { symbolAddress } from "../../helpers/target.ts";
 
@@ -44,8 +44,6 @@ export function actionsTarget(cet = true, livePatching = true): string {
   });
 }
 
-const BUILDER_SOURCES = ["build.ts", "_generated.ts", "target-symbols.ts"];
-
 /** Build (cached) a payload from test/fixtures/actions/`source` against `target`. */
 export function actionPayload(
   source: string,
@@ -58,8 +56,7 @@ export function actionPayload(
   h.update(readFileSync(target));
   h.update(readFileSync(src));
   h.update(readFileSync(join(INCLUDE, "xsplice.h")));
-  // The builder is part of what makes the payload: a change to it must not meet a stale cache.
-  for (const f of BUILDER_SOURCES) h.update(readFileSync(join(ROOT, "src", "build", f)));
+  h.update(builderFingerprint());
   if (opts.depends) h.update(readFileSync(opts.depends));
   const out = join(BUILD_DIR, "actions", `${basename(source, ".c")}-${h.digest("hex").slice(0, 12)}.xsplice`);
   if (existsSync(out)) return out;

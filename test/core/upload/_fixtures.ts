@@ -12,7 +12,7 @@ import { buildPayload } from "../../../src/build/index.ts";
 import type { PayloadRecord } from "../../../src/core/registry/records.ts";
 import { openTarget } from "../../../src/core/session.ts";
 import { remoteCall } from "../../../src/process/remote-call.ts";
-import { BUILD_DIR, compileC, FIXTURES, tool } from "../../helpers/cc.ts";
+import { BUILD_DIR, builderFingerprint, compileC, FIXTURES, tool } from "../../helpers/cc.ts";
 
 /** gcc flags of a live-patchable target (SPEC §12). */
 export const TARGET_FLAGS = [
@@ -73,6 +73,7 @@ export function payload(
   h.update(readFileSync(target));
   for (const s of sources) h.update(readFileSync(s));
   h.update(readFileSync(join(FIXTURES, "../../include/xsplice.h")));
+  h.update(builderFingerprint());
   const out = join(
     BUILD_DIR,
     "upload",

@@ -41,7 +41,12 @@ describe("xsplice upload/get/list/unload", () => {
     assert.deepEqual(JSON.parse(gj.stdout), { name: "fix-1", state: "CHECKED", rc: 0 });
     const l = await cli(["list", String(t.pid)]);
     assert.match(l.stdout, /^PID +NAME +STATE +RC +METADATA\n/);
-    assert.match(l.stdout, new RegExp(`\\n${t.pid} +fix-1 +CHECKED +0 +purpose=probes\\n$`));
+    assert.match(
+      l.stdout,
+      new RegExp(
+        `\\n${t.pid} +fix-1 +CHECKED +0 +purpose=probes target-flags=-flive-patching=inline-clone\\n$`,
+      ),
+    );
     const lj = JSON.parse((await cli(["list", String(t.pid), "--json"])).stdout) as Record<string, unknown>;
     assert.deepEqual(Object.keys(lj), ["version", "payloads"]);
     assert.deepEqual(Object.keys((lj["payloads"] as object[])[0]!), [

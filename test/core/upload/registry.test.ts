@@ -63,7 +63,7 @@ describe("the registry inside the target", () => {
     );
     assert.equal(p3.remaining, 0);
     assert.equal(p1.version, p3.version);
-    assert.deepEqual(p3.payloads[0]!.metadata, { n: "4" });
+    assert.deepEqual(p3.payloads[0]!.metadata, { n: "4", "target-flags": "-flive-patching=inline-clone" });
     assert.equal((await list(t.pid, 9, 1)).payloads.length, 0);
   });
 
