@@ -6,10 +6,12 @@
 //
 // The suite starts real processes and ptraces them on a shared machine, so the
 // runner guards against a test that hangs or leaves a process behind:
-// - each test has a timeout (--test-timeout, XSPLICE_TEST_TIMEOUT seconds,
-//   default 300; a file's own `{ timeout }` wins) and each file one more
-//   (XSPLICE_TEST_FILE_TIMEOUT seconds, default 1200), after which its whole
-//   process group is killed and the file counts as failed;
+// - each file has a timeout (XSPLICE_TEST_FILE_TIMEOUT seconds, default 1200):
+//   node's own (--test-timeout, which in Node 20's --test mode bounds the file
+//   as a whole, not each test in it: the report names the test that was
+//   running), then, GRACE_MS later, the runner kills the file's whole process
+//   group; the file counts as failed. Tests that may hang carry a shorter
+//   `{ timeout }` of their own;
 // - every process a file starts carries XSPLICE_TEST_RUN=<run id> in its
 //   environment; one still alive after its file ended (given up to 10 s for
 //   exits in flight) fails the file, is named with its command line, state
@@ -65,7 +67,6 @@ const built = spawnSync(process.execPath, [join(import.meta.dirname, "build.mjs"
 });
 if (built.status !== 0) process.exit(built.status ?? 1);
 
-const TEST_TIMEOUT_S = seconds("XSPLICE_TEST_TIMEOUT", 300);
 const FILE_TIMEOUT_S = seconds("XSPLICE_TEST_FILE_TIMEOUT", 1200);
 /** How long a file's processes may take to go after the file ended (pipes closing, exits in flight). */
 const GRACE_MS = 10_000;
@@ -166,7 +167,7 @@ for (const file of files) {
       "--test",
       // The spec reporter unless the caller chose one (a second reporter would need its own destination).
       ...(flags.some((f) => f.startsWith("--test-reporter")) ? [] : ["--test-reporter=spec"]),
-      `--test-timeout=${TEST_TIMEOUT_S * 1000}`,
+      `--test-timeout=${FILE_TIMEOUT_S * 1000}`,
       // A test that timed out may leave handles open; the file's process must still end.
       "--test-force-exit",
       ...flags,
@@ -181,6 +182,8 @@ for (const file of files) {
   current = child;
   let partial = "";
   let counted = false;
+  // Node's own file timeout (--test-timeout) ends the file before the runner's kill does.
+  let nodeTimedOut = false;
   child.stdout.setEncoding("utf8").on("data", (chunk) => {
     process.stdout.write(chunk);
     partial += chunk;
@@ -191,19 +194,25 @@ for (const file of files) {
       const m = /^\S*(?:ℹ|#)\S* (tests|pass|fail|cancelled|skipped|todo) (\d+)/.exec(line);
       if (m) totals.set(m[1], (totals.get(m[1]) ?? 0) + Number(m[2]));
       if (m?.[1] === "tests") counted = true;
+      if (/test timed out after \d+ms/.test(line)) nodeTimedOut = true;
     }
   });
   let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    killGroup(child);
-  }, FILE_TIMEOUT_S * 1000);
+  const timer = setTimeout(
+    () => {
+      timedOut = true;
+      killGroup(child);
+    },
+    FILE_TIMEOUT_S * 1000 + GRACE_MS,
+  );
   const code = await new Promise((resolve) => child.on("close", (c, signal) => resolve(c ?? signal)));
   clearTimeout(timer);
   current = undefined;
   const reasons = [];
-  if (timedOut)
-    reasons.push(`ran longer than ${FILE_TIMEOUT_S} s (XSPLICE_TEST_FILE_TIMEOUT) and was killed`);
+  if (timedOut || nodeTimedOut)
+    reasons.push(
+      `ran longer than ${FILE_TIMEOUT_S} s (XSPLICE_TEST_FILE_TIMEOUT) and was ${timedOut ? "killed" : "stopped"}`,
+    );
   else if (code !== 0) reasons.push(`exited with ${code}`);
   else if (!counted) reasons.push("reported no test results");
   const left = await leftovers();
