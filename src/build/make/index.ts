@@ -292,7 +292,6 @@ function choosePairs(
       if (ov === undefined) continue;
       if (ov.file !== undefined && files.size > 0 && !files.has(basename(ov.file))) continue;
       const fit = correspondence(ov, target);
-      if (fit.matched === 0 && fit.wrong.length === 0) continue; // nothing of it is in the target
       if (best === undefined || better(fit, c, best.fit, best.c, preferPic)) best = { c, ov, o, p, fit };
     }
     if (best === undefined) continue;
