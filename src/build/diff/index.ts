@@ -199,7 +199,7 @@ export function diffObjects(opts: DiffOptions): DiffResult {
           name: r.name,
           source,
           status: "inlined",
-          reason: `no code of its own, inlined into ${r.callers.join(", ")}, which changed and are patched instead (a change to ${r.name} reaches the target through them)`,
+          reason: `no code of its own: inlined into ${r.callers.join(", ")}, ${r.callers.length === 1 ? "which changed and is" : "which all changed and are"} patched instead (a change to ${r.name} reaches the target through ${r.callers.length === 1 ? "it" : "them"})`,
         });
       }
     }

@@ -134,6 +134,20 @@ describe("diff catalogue: build, run, diff, load, revert", () => {
     });
   }
 
+  test("inlined-everywhere: the text report names scale and the callers that carry it; scale has no symbol", async () => {
+    const c = buildCase("inlined-everywhere");
+    assert.doesNotMatch(tool("nm", [c.pairs[0]!.patched]), /\bscale\b/);
+    const out = join(c.dir, `text.${process.pid}.xsplice`);
+    outputs.push(out);
+    const d = await xsplice(diffArgs(c, out, []).filter((a) => a !== "--json"));
+    assert.equal(d.status, 0, d.stderr);
+    assert.match(
+      d.stdout,
+      /^ {2}inlined +scale: no code of its own: inlined into compute, compute_more, which all changed and are patched instead/m,
+    );
+    assert.match(d.stdout, /functions: 4 examined, 2 changed, 0 new/);
+  });
+
   test("cold-split really is split: check.cold is a function of its own", () => {
     const c = buildCase("cold-split");
     assert.match(tool("nm", [c.pairs[0]!.orig]), / t check\.cold$/m);
