@@ -20,6 +20,7 @@ import { ObjectView } from "./object.ts";
 export { classify, onlyLineNumbers } from "./classify.ts";
 export { compareDefs, origSide, patchedSide } from "./compare.ts";
 export { correlate, shapeOf } from "./correlate.ts";
+export { inlinedInto } from "./inlines.ts";
 export { ObjectView } from "./object.ts";
 
 /** One object built twice: from the original and from the patched source. */
