@@ -63,27 +63,18 @@ export const ZLIB_CFLAGS: readonly string[] = [
 export const ZLIB_SHARED = "libz.so.1.2.13";
 
 /**
- * What zlib's configure puts in SFLAGS, the flags of the shared library's
- * objects, on top of CFLAGS (gcc on Linux).
- */
-const ZLIB_SHARED_FLAGS = ["-fPIC", "-D_LARGEFILE64_SOURCE=1", "-DHAVE_HIDDEN"];
-
-/**
  * The build command of the zlib tree, as a shell line run in the tree: its
  * own configure (which honours `CC` and `CFLAGS` from the environment), then
  * make of the shared library (zlib's test programs are not part of the
  * target). `xsplice make` runs the same line.
  *
- * Workaround: zlib's `libz.so` rule also builds `libz.a`, so each source is
- * compiled twice: `objs/X.o` with SFLAGS, moved to `X.lo` right after (the
- * shared library's objects), and `X.o` with CFLAGS (the archive's). `xsplice
- * make` pairs the objects its wrapper saw at their recorded paths, and so
- * misses the moved ones and compares the archive's non-PIC objects with the
- * shared library, which it then refuses as "not the target". Building the
- * archive's objects with the shared flags too makes them the same code as
- * the library's, so the check and the diff see what is running.
+ * zlib's `libz.so` rule also builds `libz.a`, so each source is compiled
+ * twice: `objs/X.o` with SFLAGS (`-fPIC` and more), moved to `X.lo` at once
+ * (the shared library's objects), and `X.o` with CFLAGS (the archive's).
+ * `xsplice make` keeps every compile's object and picks the one the library
+ * was linked from, so the build needs nothing special.
  */
-export const ZLIB_BUILD_COMMAND = `CFLAGS='${ZLIB_CFLAGS.join(" ")}' ./configure --shared >/dev/null && make ${ZLIB_SHARED} CFLAGS='${[...ZLIB_CFLAGS, ...ZLIB_SHARED_FLAGS].join(" ")}'`;
+export const ZLIB_BUILD_COMMAND = `CFLAGS='${ZLIB_CFLAGS.join(" ")}' ./configure --shared >/dev/null && make ${ZLIB_SHARED}`;
 
 /** One-line failure of the example's preparation (what failed and why). */
 export class PrepareError extends Error {}

@@ -20,6 +20,7 @@ export function diffJson(r: DiffResult): Record<string, unknown> {
       .filter((f) => f.status === "changed" || f.status === "new")
       .map((f) => ({ name: f.name, status: f.status, reason: f.reason })),
     refused: [],
+    inlined: r.inlined.map((f) => ({ name: f.name, callers: f.callers })),
     hooks: r.hooks,
     stats: r.stats,
   };
@@ -33,7 +34,7 @@ export function diffText(r: DiffResult, verbose: boolean): string {
     `functions: ${functions} examined, ${changed} changed, ${added} new; ${bytes} bytes of code and data`,
   );
   for (const f of r.all) {
-    if (!verbose && f.status !== "changed" && f.status !== "new") continue;
+    if (!verbose && f.status !== "changed" && f.status !== "new" && f.status !== "inlined") continue;
     lines.push(`  ${f.status.padEnd(9)} ${f.name}${f.reason ? `: ${f.reason}` : ""}`);
   }
   if (r.hooks.length > 0) lines.push(`hooks: ${r.hooks.join(", ")}`);

@@ -29,7 +29,7 @@ export interface ProducerScan {
 }
 
 const DW_AT_PRODUCER = 0x25;
-const DW_FORM = {
+export const DW_FORM = {
   addr: 0x01,
   block2: 0x03,
   block4: 0x04,
@@ -85,12 +85,12 @@ const ELFCOMPRESS_ZLIB = 1;
 class Stop extends Error {}
 
 /** A DWARF offset field: 4 bytes in the 32-bit format, 8 in the 64-bit one (DWARF 5 §7.4). */
-function offsetField(c: Cursor, size: 4 | 8): number {
+export function offsetField(c: Cursor, size: 4 | 8): number {
   return size === 4 ? c.u32() : c.small(c.u64(), "64-bit offset");
 }
 
 /** A section's bytes, inflated when `SHF_COMPRESSED` with zlib (gcc `-gz`). */
-function sectionBytes(s: Section): Uint8Array {
+export function sectionBytes(s: Section): Uint8Array {
   const raw = s.data();
   if ((s.flags & SHF.COMPRESSED) === 0n) return raw;
   const c = new Cursor(raw, 0, `${s.name} compression header`);
@@ -136,7 +136,7 @@ function abbreviation(abbrev: Uint8Array, offset: number, code: number): AttrSpe
  * The size of one attribute value of `form` at the cursor, after consuming any
  * length prefix or LEB128 value itself; `Stop` for forms it cannot size.
  */
-function formSize(c: Cursor, form: number, offsetSize: 4 | 8, addressSize: number): number {
+export function formSize(c: Cursor, form: number, offsetSize: 4 | 8, addressSize: number): number {
   const F = DW_FORM;
   switch (form) {
     case F.flag_present:

@@ -14,11 +14,13 @@ import { XspliceError } from "../../errors.ts";
 import { linkPayload, readDepends, readTarget, type Target, targetCode } from "../build.ts";
 import { classify, type FuncVerdict, type PairVerdict, type Refusal } from "./classify.ts";
 import { emitPair } from "./emit.ts";
+import { inlinedInto } from "./inlines.ts";
 import { ObjectView } from "./object.ts";
 
 export { classify, onlyLineNumbers } from "./classify.ts";
 export { compareDefs, origSide, patchedSide } from "./compare.ts";
 export { correlate, shapeOf } from "./correlate.ts";
+export { inlinedInto } from "./inlines.ts";
 export { ObjectView } from "./object.ts";
 
 /** One object built twice: from the original and from the patched source. */
@@ -50,8 +52,20 @@ export interface FuncReport {
   name: string;
   /** Source object it came from. */
   source: string;
-  status: "unchanged" | "changed" | "new" | "line-only";
+  status: "unchanged" | "changed" | "new" | "line-only" | "inlined";
   reason: string;
+}
+
+/**
+ * A function with no code of its own in the patched object, inlined into
+ * callers that all changed: if the patch changed it, the change reaches the
+ * target through them (SPEC §13).
+ */
+export interface InlinedReport {
+  name: string;
+  source: string;
+  /** Its callers (functions holding an inlined copy), all changed and in the payload. */
+  callers: string[];
 }
 
 /** What {@link diffObjects} made. */
@@ -63,6 +77,8 @@ export interface DiffResult {
   buildId: string;
   /** Every function of the patched objects with its verdict (what `--verbose` prints). */
   all: FuncReport[];
+  /** Functions inlined everywhere whose callers all changed (also in `all`, status "inlined"). */
+  inlined: InlinedReport[];
   /** Hook kinds carried from the patched source. */
   hooks: string[];
   stats: { functions: number; changed: number; new: number; bytes: number };
@@ -96,6 +112,32 @@ function checkAgainstTarget(v: PairVerdict, f: FuncVerdict, target: Target): Ref
   return undefined;
 }
 
+/** A function's name without gcc's clone suffixes (`f.constprop.0` -> `f`): DWARF names the source function. */
+function sourceName(name: string): string {
+  const dot = name.indexOf(".");
+  return dot < 0 ? name : name.slice(0, dot);
+}
+
+/**
+ * Functions of the patched object that have no code of their own and are
+ * inlined only into functions that changed. A changed function inlined
+ * everywhere has no symbol, so nothing in the object names it: DWARF's
+ * inlined copies do. Exact in one direction: a changed helper always shows
+ * (its copies changed, so its callers did); a helper whose callers changed
+ * for reasons of their own shows too, and the report says so.
+ */
+function inlinedEverywhere(v: PairVerdict, changed: ReadonlySet<string>, source: string): InlinedReport[] {
+  const out: InlinedReport[] = [];
+  const ownCode = new Set<string>();
+  for (const [name, d] of v.patched.defs) if (d.code) ownCode.add(sourceName(name));
+  for (const [callee, callers] of inlinedInto(v.patched)) {
+    if (ownCode.has(callee) || callers.size === 0) continue;
+    const list = [...callers].sort();
+    if (list.every((c) => changed.has(c))) out.push({ name: callee, source, callers: list });
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
 /**
  * Diff the pairs and write one payload to `out`. Errors: an unreadable input
  * `ENOENT`; an object not built with `-ffunction-sections` `EINVAL`; any
@@ -119,6 +161,7 @@ export function diffObjects(opts: DiffOptions): DiffResult {
   });
 
   const all: FuncReport[] = [];
+  const inlined: InlinedReport[] = [];
   const refused: Refusal[] = [];
   const plan: { v: PairVerdict; include: FuncVerdict[]; entries: FuncVerdict[] }[] = [];
   let changed = 0;
@@ -149,6 +192,18 @@ export function diffObjects(opts: DiffOptions): DiffResult {
       }
     }
     plan.push({ v, include, entries });
+    if (entries.length > 0) {
+      const names = new Set(entries.map((f) => sourceName(f.name)));
+      for (const r of inlinedEverywhere(v, names, source)) {
+        inlined.push(r);
+        all.push({
+          name: r.name,
+          source,
+          status: "inlined",
+          reason: `no code of its own: inlined into ${r.callers.join(", ")}, ${r.callers.length === 1 ? "which changed and is" : "which all changed and are"} patched instead (a change to ${r.name} reaches the target through ${r.callers.length === 1 ? "it" : "them"})`,
+        });
+      }
+    }
   }
   if (refused.length > 0) {
     const lines = refused.map((r) => `${r.name}: ${r.reason}`);
@@ -187,8 +242,9 @@ export function diffObjects(opts: DiffOptions): DiffResult {
       target: built.target,
       buildId: built.buildId,
       all,
+      inlined,
       hooks,
-      stats: { functions: all.length, changed, new: added, bytes },
+      stats: { functions: all.length - inlined.length, changed, new: added, bytes },
     };
   } finally {
     rmSync(tmp, { recursive: true, force: true });

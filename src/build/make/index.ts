@@ -1,16 +1,17 @@
 /**
  * `makePayload`: a source tree and a patch in, a payload out (SPEC §13).
  * Copy the tree twice, patch one copy with `patch -p1`, build both with the
- * user's build command through the compiler wrapper, pair the objects by
- * their path in the tree, keep the pairs whose program sections differ and
- * that belong to the target, check that the rebuilt original is the running
- * target, and hand the pairs to `diffObjects`.
+ * user's build command through the compiler wrapper (which keeps a copy of
+ * every object it compiled), pair the compiles of the two builds, pick for
+ * each source the compile the target was linked from, check that the
+ * rebuilt original is the running target, keep the pairs whose program
+ * sections differ, and hand them to `diffObjects`.
  */
 import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, relative, resolve } from "node:path";
-import { EM, R_X86_64, SHF, SHT, STB, STT } from "../../elf/defs.ts";
+import { EM, ET, PT, R_X86_64, SHF, SHT, STB, STT } from "../../elf/defs.ts";
 import type { Rela } from "../../elf/index.ts";
 import { XspliceError } from "../../errors.ts";
 import { oneLineDiagnostic, runTool } from "../_toolchain.ts";
@@ -120,14 +121,21 @@ function targetFiles(target: Target): Set<string> {
   return out;
 }
 
+/** How one rebuilt object corresponds to the target: functions equal to the target's, and those that differ. */
+interface Correspondence {
+  matched: number;
+  wrong: string[];
+}
+
 /**
  * The rebuilt original must be the target (SPEC §13): every function of the
  * object that the target has must have its size and, relocation fields
- * masked, its bytes. Returns what differs, first few first.
+ * masked, its bytes. Returns how many do, and what differs, first few first.
  */
-function mismatches(view: ObjectView, target: Target): string[] {
+function correspondence(view: ObjectView, target: Target): Correspondence {
   const out: string[] = [];
-  if (view.elf.header.machine !== EM.X86_64) return out; // the relaxations below are x86-64's
+  let matched = 0;
+  if (view.elf.header.machine !== EM.X86_64) return { matched, wrong: out }; // the relaxations below are x86-64's
   for (const def of view.defs.values()) {
     if (!def.code) continue;
     const name =
@@ -150,8 +158,9 @@ function mismatches(view: ObjectView, target: Target): string[] {
     const at = mine.findIndex((b, i) => b !== theirs[i]);
     if (at >= 0 || theirs.length !== mine.length)
       out.push(`${name} (bytes differ at +0x${Math.max(at, 0).toString(16)})`);
+    else matched++;
   }
-  return out;
+  return { matched, wrong: out };
 }
 
 /**
@@ -184,6 +193,133 @@ const RELAXED = new Set<number>([
   R_X86_64.GOTPC32_TLSDESC,
   R_X86_64.TLSDESC_CALL,
 ]);
+
+/** A compile of the original tree and the same compile of the patched tree. */
+interface Candidate {
+  orig: Compile;
+  patched: Compile;
+  /** The object's path in the tree, as the build wrote it (for messages). */
+  path: string;
+  /** Order in the original build's log. */
+  order: number;
+}
+
+/** Where a compile's object is now: the wrapper's copy, else the path it was written to if still there. */
+function objectFile(c: Compile): string | undefined {
+  if (c.stored !== undefined && existsSync(c.stored)) return c.stored;
+  return existsSync(c.object) ? c.object : undefined;
+}
+
+/**
+ * What makes two compiles of the two trees the same compile: the directory
+ * and the arguments with the tree's root taken out, and without the output
+ * path (a build may name it after a temporary or move it afterwards).
+ */
+function compileKey(c: Compile, root: string): string {
+  const rel = (a: string) => a.split(root).join("@");
+  const args = c.args.filter((a, i) => a !== "-o" && c.args[i - 1] !== "-o").map(rel);
+  return [rel(c.cwd), ...args].join("\x1f");
+}
+
+/** The source a compile built, as a path in its tree (objects of one source compete for one place in the target). */
+function sourceKey(c: Compile, root: string): string {
+  return relative(root, c.source === undefined ? c.object : resolve(c.cwd, c.source));
+}
+
+function isPic(c: Compile): boolean {
+  return c.args.some((a) => a === "-fPIC" || a === "-fpic");
+}
+
+/** A shared library (not a PIE): ET_DYN without an interpreter. */
+function isSharedLibrary(target: Target): boolean {
+  return target.elf.header.type === ET.DYN && !target.elf.programHeaders.some((p) => p.type === PT.INTERP);
+}
+
+/** Read an object, or undefined when it is not one (`-o /dev/null`, a truncated file). */
+function view(name: string, file: string): ObjectView | undefined {
+  try {
+    return new ObjectView(name, readFileSync(file));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Pair the compiles of the two builds and pick, for each source, the one
+ * compile whose object is linked into the target (SPEC §13). Compiles pair
+ * by {@link compileKey} and their order among equal keys. A source compiled
+ * more than once (PIC for a shared library and not for an archive, as zlib
+ * and libtool do) gives several candidates; the one chosen is the one whose
+ * functions all equal the target's, most of them first, then (for a shared
+ * library target) a PIC compile, then the first compiled. When none
+ * matches, the closest one's differences are reported.
+ */
+function choosePairs(
+  compiles: Record<"orig" | "patched", Compile[]>,
+  trees: Record<"orig" | "patched", string>,
+  target: Target,
+): { pairs: ObjectPair[]; wrong: string[]; differing: number } {
+  const files = targetFiles(target);
+  const patchedByKey = new Map<string, Compile[]>();
+  for (const c of compiles.patched) {
+    const k = compileKey(c, trees.patched);
+    const list = patchedByKey.get(k);
+    if (list) list.push(c);
+    else patchedByKey.set(k, [c]);
+  }
+  const bySource = new Map<string, Candidate[]>();
+  compiles.orig.forEach((c, order) => {
+    const p = patchedByKey.get(compileKey(c, trees.orig))?.shift();
+    if (p === undefined) return;
+    const k = sourceKey(c, trees.orig);
+    const cand = { orig: c, patched: p, path: relative(trees.orig, c.object), order };
+    const list = bySource.get(k);
+    if (list) list.push(cand);
+    else bySource.set(k, [cand]);
+  });
+
+  const preferPic = isSharedLibrary(target);
+  const pairs: ObjectPair[] = [];
+  const wrong: string[] = [];
+  let differing = 0;
+  for (const candidates of bySource.values()) {
+    let best: { c: Candidate; ov: ObjectView; o: string; p: string; fit: Correspondence } | undefined;
+    for (const c of candidates) {
+      const o = objectFile(c.orig);
+      const p = objectFile(c.patched);
+      if (o === undefined || p === undefined) continue;
+      const ov = view(c.path, o);
+      if (ov === undefined) continue;
+      if (ov.file !== undefined && files.size > 0 && !files.has(basename(ov.file))) continue;
+      const fit = correspondence(ov, target);
+      if (best === undefined || better(fit, c, best.fit, best.c, preferPic)) best = { c, ov, o, p, fit };
+    }
+    if (best === undefined) continue;
+    if (best.fit.wrong.length > 0) {
+      wrong.push(...best.fit.wrong);
+      continue;
+    }
+    const pv = view(best.c.path, best.p);
+    if (pv === undefined || programKey(best.ov) === programKey(pv)) continue;
+    differing++;
+    pairs.push({ orig: best.o, patched: best.p, source: best.c.path });
+  }
+  return { pairs, wrong, differing };
+}
+
+/** True when candidate `a` fits the target better than `b` (see {@link choosePairs}). */
+function better(
+  fa: Correspondence,
+  a: Candidate,
+  fb: Correspondence,
+  b: Candidate,
+  preferPic: boolean,
+): boolean {
+  if (fa.wrong.length !== fb.wrong.length) return fa.wrong.length < fb.wrong.length;
+  if (fa.matched !== fb.matched) return fa.matched > fb.matched;
+  if (preferPic && isPic(a.orig) !== isPic(b.orig)) return isPic(a.orig);
+  return a.order < b.order;
+}
 
 /**
  * Copy the tree without its objects: a tree built in place would otherwise
@@ -231,11 +367,14 @@ export async function makePayload(opts: MakeOptions): Promise<MakeResult> {
     let total: number | undefined;
     for (const side of ["orig", "patched"] as const) {
       const log = join(tmp, `${side}.log`);
+      const store = join(tmp, `${side}.objects`);
+      mkdirSync(store);
       const env: NodeJS.ProcessEnv = {
         ...process.env,
         CC: wrappers.cc,
         CXX: wrappers.cxx,
         XSPLICE_CC_LOG: log,
+        XSPLICE_OBJ_STORE: store,
         XSPLICE_REAL_CC: opts.cc ?? process.env["CC"] ?? "cc",
         XSPLICE_REAL_CXX: process.env["CXX"] ?? "c++",
         LC_ALL: "C",
@@ -255,25 +394,8 @@ export async function makePayload(opts: MakeOptions): Promise<MakeResult> {
       throw new XspliceError("EINVAL", "the build compiled nothing through $CC (does it honour CC?)");
     }
 
-    // Pair by path in the tree; keep what belongs to the target and differs.
     progress("comparing objects");
-    const files = targetFiles(target);
-    const patchedByPath = new Map(compiles.patched.map((c) => [relative(trees.patched, c.object), c]));
-    const pairs: ObjectPair[] = [];
-    const wrong: string[] = [];
-    let differing = 0;
-    for (const c of compiles.orig) {
-      const path = relative(trees.orig, c.object);
-      const p = patchedByPath.get(path);
-      if (p === undefined || !existsSync(c.object) || !existsSync(p.object)) continue;
-      const ov = new ObjectView(path, readFileSync(c.object));
-      if (ov.file !== undefined && files.size > 0 && !files.has(basename(ov.file))) continue;
-      wrong.push(...mismatches(ov, target));
-      const pv = new ObjectView(path, readFileSync(p.object));
-      if (programKey(ov) === programKey(pv)) continue;
-      differing++;
-      pairs.push({ orig: c.object, patched: p.object, source: path });
-    }
+    const { pairs, wrong, differing } = choosePairs(compiles, trees, target);
     if (wrong.length > 0) {
       const shown = wrong.slice(0, 3).join(", ");
       throw new XspliceError(

@@ -25,6 +25,8 @@ interface Case {
   /** A line the program prints while the payload is applied (a hook's). */
   hookLine?: RegExp;
   hooks?: string[];
+  /** Functions with no code of their own reported as inlined into changed callers (default none). */
+  inlined?: { name: string; callers: string[] }[];
 }
 
 const CASES: Case[] = [
@@ -49,7 +51,19 @@ const CASES: Case[] = [
     flags: ["--ignore-line-changes"],
   },
   { name: "cold-split", answers: ["21", "35", "21"], funcs: { check: "changed" } },
-  { name: "inlined-helper", answers: ["81", "161", "81"], funcs: { compute: "changed" } },
+  {
+    name: "inlined-helper",
+    answers: ["81", "161", "81"],
+    funcs: { compute: "changed" },
+    inlined: [{ name: "scale", callers: ["compute"] }],
+  },
+  // scale() has no copy of its own: the report names it, and its two callers carry the fix.
+  {
+    name: "inlined-everywhere",
+    answers: ["81 81", "161 163", "81 81"],
+    funcs: { compute: "changed", compute_more: "changed" },
+    inlined: [{ name: "scale", callers: ["compute", "compute_more"] }],
+  },
   {
     name: "preapply-hook",
     answers: ["41", "42", "41"],
@@ -95,11 +109,13 @@ describe("diff catalogue: build, run, diff, load, revert", () => {
         const doc = JSON.parse(d.stdout) as {
           funcs: { name: string; status: string; reason: string }[];
           hooks: string[];
+          inlined: { name: string; callers: string[] }[];
           stats: { changed: number; new: number };
         };
         const carried = Object.fromEntries(doc.funcs.map((f) => [f.name, f.status]));
         assert.deepEqual(carried, k.funcs, d.stdout);
         assert.deepEqual(doc.hooks, k.hooks ?? []);
+        assert.deepEqual(doc.inlined, k.inlined ?? [], "functions reported as inlined everywhere");
         if (k.name === "line-only" && k.flags === undefined) {
           assert.equal(doc.funcs.find((f) => f.name === "where")?.reason, "line numbers only");
         }
@@ -117,6 +133,20 @@ describe("diff catalogue: build, run, diff, load, revert", () => {
       }
     });
   }
+
+  test("inlined-everywhere: the text report names scale and the callers that carry it; scale has no symbol", async () => {
+    const c = buildCase("inlined-everywhere");
+    assert.doesNotMatch(tool("nm", [c.pairs[0]!.patched]), /\bscale\b/);
+    const out = join(c.dir, `text.${process.pid}.xsplice`);
+    outputs.push(out);
+    const d = await xsplice(diffArgs(c, out, []).filter((a) => a !== "--json"));
+    assert.equal(d.status, 0, d.stderr);
+    assert.match(
+      d.stdout,
+      /^ {2}inlined +scale: no code of its own: inlined into compute, compute_more, which all changed and are patched instead/m,
+    );
+    assert.match(d.stdout, /functions: 4 examined, 2 changed, 0 new/);
+  });
 
   test("cold-split really is split: check.cold is a function of its own", () => {
     const c = buildCase("cold-split");

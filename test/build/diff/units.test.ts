@@ -12,6 +12,7 @@ import {
   classify,
   compareDefs,
   correlate,
+  inlinedInto,
   ObjectView,
   onlyLineNumbers,
   origSide,
@@ -134,4 +135,24 @@ test("an object without -ffunction-sections is refused, naming the shared sectio
       e.errno === "EINVAL" &&
       /share section \.text; build with -ffunction-sections/.test(e.message),
   );
+});
+
+describe("inlinedInto: which functions hold inlined copies of which (DWARF)", () => {
+  const source = "diff/inlined-everywhere/prog.c";
+  test("with -g: scale, which has no symbol, is in compute and compute_more", () => {
+    const path = compileC({ sources: [source], kind: "obj", flags: [...FLAGS, "-g"] });
+    const v = new ObjectView(path, readFileSync(path));
+    assert.equal(v.defs.has("scale"), false);
+    const map = inlinedInto(v);
+    assert.deepEqual([...(map.get("scale") ?? [])].sort(), ["compute", "compute_more"]);
+  });
+  test("without debug info: nothing known, no error", () => {
+    const path = compileC({ sources: [source], kind: "obj", flags: [...FLAGS, "-g0"] });
+    assert.equal(inlinedInto(new ObjectView(path, readFileSync(path))).size, 0);
+  });
+  test("-gdwarf-4 gives the same answer as the default DWARF 5", () => {
+    const path = compileC({ sources: [source], kind: "obj", flags: [...FLAGS, "-gdwarf-4"] });
+    const map = inlinedInto(new ObjectView(path, readFileSync(path)));
+    assert.deepEqual([...(map.get("scale") ?? [])].sort(), ["compute", "compute_more"]);
+  });
 });

@@ -45,8 +45,8 @@ interface Doc {
   objects: { built: number; differing: number; diffed: number };
 }
 
-/** Make a payload for `exe` from `dir`, load it into the running `exe`, check, revert, check. */
-async function makeAndPatch(dir: string, exe: string, command: string[]): Promise<Doc> {
+/** Make a payload for `target` (default `exe`) from `dir`, load it into the running `exe`, check, revert, check. */
+async function makeAndPatch(dir: string, exe: string, command: string[], target = exe): Promise<Doc> {
   const out = join(dir, "fix.xsplice");
   const t = await startTarget(exe);
   running.push(t);
@@ -59,7 +59,7 @@ async function makeAndPatch(dir: string, exe: string, command: string[]): Promis
       "--patch",
       join(dir, "fix.patch"),
       "--target",
-      exe,
+      target,
       "-o",
       out,
       "--json",
@@ -84,6 +84,16 @@ test("plain Makefile, built in-tree (objects present): only util.o differs, scal
   const dir = userTree("plain", "make -s");
   const doc = await makeAndPatch(dir, join(dir, "prog"), []);
   assert.deepEqual(doc.funcs, [{ name: "scale", status: "changed", reason: "size 17 -> 19" }]);
+  assert.deepEqual(doc.objects, { built: 2, differing: 1, diffed: 1 });
+});
+
+test("a source compiled twice (PIC object moved to .lo, non-PIC for an archive): the shared library's compile is chosen", async () => {
+  // The non-PIC util.o is compiled last and stays at its path; the PIC one
+  // that the library is linked from was moved away: pairing by path would
+  // compare the archive's object with the library and refuse.
+  const dir = userTree("twice", "make -s");
+  const doc = await makeAndPatch(dir, join(dir, "prog"), [], join(dir, "libutil.so"));
+  assert.deepEqual(doc.funcs, [{ name: "scale", status: "changed", reason: "size 20 -> 22" }]);
   assert.deepEqual(doc.objects, { built: 2, differing: 1, diffed: 1 });
 });
 
