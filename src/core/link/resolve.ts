@@ -143,11 +143,13 @@ export function resolveSymbols(
   sources: readonly SymbolSource[],
   gotBase: bigint,
 ): ResolvedSymbols {
-  const byTable = new Map<SectionIndex, Resolution[]>();
+  const byTable = new Map<SectionIndex, (Resolution | undefined)[]>();
   for (const rs of placedRelocations(elf)) {
     let table = byTable.get(rs.symtab);
     if (!table) {
-      table = [];
+      // Sized to the symbol table and filled, so that it stays a plain array: assigning far
+      // past the end of an empty one turns it into a dictionary, slow in the relocation loop.
+      table = new Array<Resolution | undefined>(elf.symbolsOf(elf.section(rs.symtab)).length).fill(undefined);
       byTable.set(rs.symtab, table);
     }
     // Each symbol once, in first-use order, from the section's scan (consumed relocations left out).
