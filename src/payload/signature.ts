@@ -66,15 +66,13 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-function lastIndexOf(bytes: Uint8Array, needle: Uint8Array): number {
-  const first = needle[0];
-  for (let i = bytes.length - needle.length; i >= 0; i--) {
-    if (bytes[i] !== first) continue;
-    let j = 1;
-    while (j < needle.length && bytes[i + j] === needle[j]) j++;
-    if (j === needle.length) return i;
-  }
-  return -1;
+/** Last start of `needle` in `bytes` at or after `from`, or -1. */
+function lastIndexOf(bytes: Uint8Array, needle: Uint8Array, from: number): number {
+  // Buffer's native search over the bytes past the image only: a JavaScript loop over the whole
+  // file was 9 ms of a 1 MB payload's upload, on every start of the command.
+  const tail = Buffer.from(bytes.buffer, bytes.byteOffset + from, bytes.length - from);
+  const at = tail.lastIndexOf(needle);
+  return at < 0 ? -1 : from + at;
 }
 
 /**
@@ -111,8 +109,9 @@ function elfExtent(bytes: Uint8Array): number {
  * does not count. A trailer that is cut short or has bytes left over is `EINVAL`.
  */
 export function splitSignature(file: Uint8Array): SignedParts {
-  const at = lastIndexOf(file, SIGNATURE_MARKER);
-  if (at < 0 || at < elfExtent(file)) return { elf: file };
+  // The last marker at or past the image's end; one inside the image does not count.
+  const at = lastIndexOf(file, SIGNATURE_MARKER, elfExtent(file));
+  if (at < 0) return { elf: file };
   const h = at + SIGNATURE_MARKER.length;
   const where = { offset: h };
   if (file.length - h < SIGNATURE_HEADER_SIZE) {

@@ -5,7 +5,7 @@
  * layout reserved.
  */
 import type { Arch, RelocInfo } from "../../arch/index.ts";
-import type { ElfFile, ElfSymbol, Rela, RelaSection, Section } from "../../elf/index.ts";
+import type { ElfFile, ElfSymbol, Rela, RelaSection, Section, SymbolIndex } from "../../elf/index.ts";
 import { SHF, SHT } from "../../elf/index.ts";
 import { XspliceError } from "../../errors.ts";
 
@@ -27,41 +27,79 @@ export function isPlaced(section: Section): boolean {
   return (section.flags & SHF.ALLOC) !== 0n && section.type !== SHT.RELA && section.type !== SHT.REL;
 }
 
-/** The relocation sections that apply to placed sections; those for `.debug*` and other non-allocated sections are skipped. */
+const placedOf = new WeakMap<ElfFile, RelaSection[]>();
+
+/**
+ * The relocation sections that apply to placed sections; those for `.debug*` and other
+ * non-allocated sections are skipped. Kept per file: layout, resolution and relocation each ask.
+ */
 export function placedRelocations(elf: ElfFile): RelaSection[] {
-  return elf.relocationSections().filter((rs) => {
-    const target = elf.section(rs.target);
-    return rs.target !== 0 && isPlaced(target);
-  });
+  let placed = placedOf.get(elf);
+  if (!placed) {
+    placed = elf.relocationSections().filter((rs) => {
+      const target = elf.section(rs.target);
+      return rs.target !== 0 && isPlaced(target);
+    });
+    placedOf.set(elf, placed);
+  }
+  return placed;
 }
 
-/** The symbol a relocation refers to, from the symbol table its section names. */
-export function relocSymbol(elf: ElfFile, rs: RelaSection, rela: Rela): ElfSymbol {
-  const sym = elf.symbolsOf(elf.section(rs.symtab))[rela.symbol];
+/** Symbol `index` of the symbol table relocation section `rs` names. */
+export function relocSymbol(elf: ElfFile, rs: RelaSection, index: SymbolIndex): ElfSymbol {
+  const sym = elf.symbolsOf(elf.section(rs.symtab))[index];
   if (!sym) {
-    throw new XspliceError(
-      "EINVAL",
-      `relocation at ${rs.section.name} names symbol ${rela.symbol} out of range`,
-      {
-        section: rs.section.name,
-      },
-    );
+    throw new XspliceError("EINVAL", `relocation at ${rs.section.name} names symbol ${index} out of range`, {
+      section: rs.section.name,
+    });
   }
   return sym;
 }
 
+/** What layout, resolution and relocation need of one RELA section, found in one pass over it. */
+export interface RelaScan {
+  /** The table row of each relocation, by position in `rs.relocations`. */
+  rows: RelocInfo[];
+  /**
+   * Field offsets of relocations that belong to another relocation's instruction
+   * sequence (the `__tls_get_addr` call of a TLS general-dynamic sequence, which
+   * is rewritten away): they are neither resolved nor applied.
+   */
+  consumed: Set<bigint>;
+  /** The symbols the other relocations use, each once, in first-use order. */
+  symbols: SymbolIndex[];
+}
+
+const scans = new WeakMap<RelaSection, { arch: Arch; scan: RelaScan }>();
+
 /**
- * Field offsets of relocations that belong to another relocation's instruction
- * sequence (the `__tls_get_addr` call of a TLS general-dynamic sequence, which
- * is rewritten away): they are neither resolved nor applied.
+ * Scan `rs` (relocating `target`) once and keep the result with it: a big payload has
+ * tens of thousands of relocations, and layout, resolution and relocation each walked
+ * all of them once or twice (rows, consumed offsets, symbols) before the applying pass.
+ * An unsupported type is `EOPNOTSUPP` (the first one in the section).
  */
-export function consumedOffsets(arch: Arch, rs: RelaSection, target: Section): Set<bigint> {
+export function scanRelocations(arch: Arch, rs: RelaSection, target: Section): RelaScan {
+  const kept = scans.get(rs);
+  if (kept && kept.arch === arch) return kept.scan;
+  const relocations = rs.relocations;
+  const rows = new Array<RelocInfo>(relocations.length);
   const consumed = new Set<bigint>();
-  for (const rela of rs.relocations) {
+  for (let i = 0; i < relocations.length; i++) {
+    const rela = relocations[i]!;
     const row = rowFor(arch, rela, target);
+    rows[i] = row;
     if (row.consumes !== undefined) consumed.add(rela.offset + BigInt(row.consumes));
   }
-  return consumed;
+  const seen = new Set<SymbolIndex>();
+  const symbols: SymbolIndex[] = [];
+  for (const rela of relocations) {
+    if (seen.has(rela.symbol) || (consumed.size > 0 && consumed.has(rela.offset))) continue;
+    seen.add(rela.symbol);
+    symbols.push(rela.symbol);
+  }
+  const scan = { rows, consumed, symbols };
+  scans.set(rs, { arch, scan });
+  return scan;
 }
 
 /** A GOT slot holding a symbol's address (`got` kinds) or thread-pointer offset (`gottpoff`). */
@@ -109,11 +147,12 @@ export function indirectionKeys(elf: ElfFile, arch: Arch): IndirectionKeys {
   const tpoffDone = new Set<number>();
   const defined = new Set<number>();
   for (const rs of placedRelocations(elf)) {
-    const target = elf.section(rs.target);
-    const consumed = consumedOffsets(arch, rs, target);
-    for (const rela of rs.relocations) {
+    const { rows, consumed } = scanRelocations(arch, rs, elf.section(rs.target));
+    const relocations = rs.relocations;
+    for (let i = 0; i < relocations.length; i++) {
+      const rela = relocations[i]!;
       if (consumed.size > 0 && consumed.has(rela.offset)) continue;
-      const row = rowFor(arch, rela, target);
+      const row = rows[i]!;
       const k = symbolKey(rs, rela);
       if (row.kind === "got") {
         if (gotDone.has(k)) continue;
@@ -125,7 +164,7 @@ export function indirectionKeys(elf: ElfFile, arch: Arch): IndirectionKeys {
         slots.add(gotKey("tpoff", rs, rela));
       } else if ((row.kind === "pc" || row.kind === "plt") && row.size === 4) {
         if (defined.has(k)) continue;
-        if (relocSymbol(elf, rs, rela).section.kind !== "undefined") {
+        if (relocSymbol(elf, rs, rela.symbol).section.kind !== "undefined") {
           defined.add(k);
           continue;
         }

@@ -11,15 +11,7 @@ import type { ElfFile, Rela, RelaSection, SectionIndex, SymbolIndex } from "../.
 import { SHT, STB, STT } from "../../elf/index.ts";
 import { XspliceError } from "../../errors.ts";
 import { hex } from "../../hex.ts";
-import {
-  consumedOffsets,
-  gotKey,
-  leaKey,
-  placedRelocations,
-  rowFor,
-  stubKey,
-  symbolKey,
-} from "./_indirect.ts";
+import { gotKey, leaKey, placedRelocations, scanRelocations, stubKey, symbolKey } from "./_indirect.ts";
 import { type Layout, REGIONS, type Region, type Reserved } from "./layout.ts";
 import {
   payloadSymbolAddress,
@@ -161,8 +153,9 @@ export function linkPayload(
     }
     const code = regions[p.region].subarray(p.offset, p.offset + p.size);
     const sectionBase = bases[p.region] + BigInt(p.offset);
-    // Relocations consumed by an instruction-sequence rewrite (TLS GD → LE), by field offset.
-    const consumed = consumedOffsets(arch, rs, target);
+    // Rows, and the relocations consumed by an instruction-sequence rewrite (TLS GD → LE).
+    const { rows, consumed } = scanRelocations(arch, rs, target);
+    const table = resolved.table(rs.symtab);
     const ctx: ApplyContext = {
       arch,
       code,
@@ -177,9 +170,11 @@ export function linkPayload(
       values,
     };
     const limit = BigInt(target.size);
-    for (const rela of rs.relocations) {
+    const relocations = rs.relocations;
+    for (let i = 0; i < relocations.length; i++) {
+      const rela = relocations[i]!;
       if (consumed.size > 0 && consumed.has(rela.offset)) continue;
-      const row = rowFor(arch, rela, target);
+      const row = rows[i]!;
       // Compared as bigints: a corrupt offset may lie far above 2^53.
       if (rela.offset < 0n || rela.offset > limit || Number(rela.offset) + row.size > target.size) {
         throw new XspliceError(
@@ -188,8 +183,7 @@ export function linkPayload(
           { section: target.name },
         );
       }
-      const res = resolved.get(rs.symtab, rela.symbol);
-      applyOne(ctx, row, rela, res);
+      applyOne(ctx, row, rela, table[rela.symbol] ?? resolved.get(rs.symtab, rela.symbol));
     }
   }
 

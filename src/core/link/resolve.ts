@@ -9,7 +9,7 @@ import type { Arch } from "../../arch/index.ts";
 import type { ElfFile, ElfSymbol, SectionIndex, SymbolIndex } from "../../elf/index.ts";
 import { STB, STT } from "../../elf/index.ts";
 import { XspliceError } from "../../errors.ts";
-import { consumedOffsets, placedRelocations, relocSymbol } from "./_indirect.ts";
+import { placedRelocations, relocSymbol, scanRelocations } from "./_indirect.ts";
 import type { Layout, Region } from "./layout.ts";
 
 /** A symbol found outside the payload. */
@@ -49,6 +49,8 @@ export interface Resolution {
 /** Resolutions by symbol table and index. */
 export interface ResolvedSymbols {
   get(symtab: SectionIndex, index: SymbolIndex): Resolution;
+  /** The resolutions of one table by symbol index (holes for symbols no relocation uses), for hot loops. */
+  table(symtab: SectionIndex): readonly (Resolution | undefined)[];
 }
 
 /** The name a linker uses for the GOT base (GOTPC32/GOTPC64 refer to it). */
@@ -141,21 +143,28 @@ export function resolveSymbols(
   sources: readonly SymbolSource[],
   gotBase: bigint,
 ): ResolvedSymbols {
-  const byTable = new Map<SectionIndex, Map<SymbolIndex, Resolution>>();
+  const byTable = new Map<SectionIndex, (Resolution | undefined)[]>();
   for (const rs of placedRelocations(elf)) {
-    const table = byTable.get(rs.symtab) ?? new Map<SymbolIndex, Resolution>();
-    byTable.set(rs.symtab, table);
-    const consumed = consumedOffsets(arch, rs, elf.section(rs.target));
-    for (const rela of rs.relocations) {
-      if (table.has(rela.symbol) || consumed.has(rela.offset)) continue;
-      table.set(rela.symbol, resolveOne(elf, relocSymbol(elf, rs, rela), layout, bases, sources, gotBase));
+    let table = byTable.get(rs.symtab);
+    if (!table) {
+      // Sized to the symbol table and filled, so that it stays a plain array: assigning far
+      // past the end of an empty one turns it into a dictionary, slow in the relocation loop.
+      table = new Array<Resolution | undefined>(elf.symbolsOf(elf.section(rs.symtab)).length).fill(undefined);
+      byTable.set(rs.symtab, table);
+    }
+    // Each symbol once, in first-use order, from the section's scan (consumed relocations left out).
+    for (const index of scanRelocations(arch, rs, elf.section(rs.target)).symbols) {
+      if (table[index] !== undefined) continue;
+      table[index] = resolveOne(elf, relocSymbol(elf, rs, index), layout, bases, sources, gotBase);
     }
   }
+  const tableOf = (symtab: SectionIndex): readonly (Resolution | undefined)[] => byTable.get(symtab) ?? [];
   return {
     get(symtab, index) {
-      const r = byTable.get(symtab)?.get(index);
+      const r = tableOf(symtab)[index];
       if (!r) throw new XspliceError("EINVAL", `symbol ${index} of table ${symtab} was not resolved`);
       return r;
     },
+    table: tableOf,
   };
 }

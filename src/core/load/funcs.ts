@@ -119,9 +119,49 @@ function loadedSites(loaded: readonly PayloadRecord[]): Site[] {
  * one exception is stacking: the same site of the same function, patched
  * again by a later payload.
  */
-function checkNoOverlap(f: PatchFunc, site: Site, own: readonly Site[], loaded: readonly Site[]): void {
+/**
+ * The payload's own sites so far: in entry order (an overlap names the first one it meets, as
+ * before), and sorted by start, then end, for the test. They never overlap each other, so the
+ * last one starting below a new site's end also ends last of those: only it can reach into the
+ * new site. A binary search per entry instead of a scan of all earlier ones (125,000
+ * comparisons for 500 functions).
+ */
+class OwnSites {
+  readonly inOrder: Site[] = [];
+  readonly #byStart: Site[] = [];
+
+  /** Some site overlaps `site`. */
+  clashes(site: Site): boolean {
+    const list = this.#byStart;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid]!.start < site.end) lo = mid + 1;
+      else hi = mid;
+    }
+    const below = list[lo - 1];
+    return below !== undefined && below.end > site.start;
+  }
+
+  add(site: Site): void {
+    const list = this.#byStart;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const m = list[mid]!;
+      if (m.start < site.start || (m.start === site.start && m.end < site.end)) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, site);
+    this.inOrder.push(site);
+  }
+}
+
+function checkNoOverlap(f: PatchFunc, site: Site, own: OwnSites, loaded: readonly Site[]): void {
   const clash = (o: Site) => o.start < site.end && site.start < o.end;
-  const mine = own.find(clash);
+  const mine = own.clashes(site) ? own.inOrder.find(clash) : undefined;
   const theirs = loaded.find((o) => clash(o) && o.start !== site.start);
   const other = mine ?? theirs;
   if (other)
@@ -151,13 +191,13 @@ export function patchRecords(
 ): FuncRecord[] {
   const seen = new Map<bigint, string>();
   const out: FuncRecord[] = [];
-  const own: Site[] = [];
+  const own = new OwnSites();
   const others = loadedSites(loaded);
   const check = (f: PatchFunc, start: bigint, len: number) => {
     const site = { start, end: start + BigInt(len), owner: label(f) };
     checkSiteInCode(f, obj, start, site.end);
     checkNoOverlap(f, site, own, others);
-    own.push(site);
+    own.add(site);
   };
   for (const f of payload.funcs) {
     const oldAddr = oldAddressOf(f, obj);
