@@ -4,7 +4,7 @@
  * directory, and helpers to ask it and wait for a state.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { XSPLICE_BIN } from "../../examples/lib/xsplice.ts";
 import type { AgentStatus } from "../../src/agent/agent.ts";
@@ -33,6 +33,28 @@ const AGENT_WAIT_MS = 60_000;
 /** A spawned agent; `ready` resolves once it serves (rejects if it exits or takes too long). */
 export interface SpawnedAgent extends RunningAgent {
   ready: Promise<void>;
+  /**
+   * Processes left of the agent's process group (its gate and workers outlive
+   * a SIGKILLed agent until their current job ends); only with `ownGroup`.
+   */
+  groupLeft(): number[];
+}
+
+/** Pids whose process group is `pgid` (field 5 of /proc/PID/stat, after the parenthesised comm). */
+export function processGroup(pgid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${d}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(f[2]) === pgid && f[0] !== "Z") out.push(Number(d));
+  }
+  return out;
 }
 
 /**
@@ -40,7 +62,12 @@ export interface SpawnedAgent extends RunningAgent {
  * without waiting for it to serve (a test that kills it at random moments
  * kills it during its start-up too).
  */
-export function spawnAgent(dir: string, tmp: string, extra: string[] = []): SpawnedAgent {
+export function spawnAgent(
+  dir: string,
+  tmp: string,
+  extra: string[] = [],
+  opts: { ownGroup?: boolean } = {},
+): SpawnedAgent {
   const socket = join(tmp, "agent.sock");
   const audit = join(tmp, "audit.log");
   const child = spawn(
@@ -60,7 +87,7 @@ export function spawnAgent(dir: string, tmp: string, extra: string[] = []): Spaw
       "500",
       ...extra,
     ],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    { stdio: ["ignore", "ignore", "pipe"], detached: opts.ownGroup === true },
   );
   let err = "";
   let exitCode: number | null | undefined;
@@ -75,6 +102,7 @@ export function spawnAgent(dir: string, tmp: string, extra: string[] = []): Spaw
     socket,
     audit,
     stderr: () => err,
+    groupLeft: () => (opts.ownGroup && child.pid ? processGroup(child.pid) : []),
     ready: new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill("SIGKILL");
