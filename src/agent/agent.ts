@@ -160,7 +160,7 @@ export class Agent {
           if (m.failed.length > 0) this.log(`exec gate: could not mark ${m.failed.join(", ")}`);
           this.sendTargets();
           resolve();
-        } else if (m.type === "parked") void this.onParked(m.pid, m.comm);
+        } else if (m.type === "parked") void this.onParked(m.pid, m.comm, m.parkedMs);
         else if (m.type === "error") this.log(`exec gate: pid ${m.pid}: ${m.message}`);
         else if (m.type === "released" && m.error) this.log(`exec gate: release ${m.pid}: ${m.error}`);
       });
@@ -181,8 +181,10 @@ export class Agent {
     if (this.gate?.connected) this.gate.send(msg);
   }
 
-  private async onParked(pid: number, comm: string): Promise<void> {
+  private async onParked(pid: number, comm: string, parkedMs: number): Promise<void> {
+    const t0 = performance.now();
     this.metrics.parked++;
+    this.metrics.parkSeconds += parkedMs / 1000;
     try {
       const maps = parseMaps(readFileSync(`/proc/${pid}/maps`, "utf8"));
       const wanted = this.payloads.filter((p) => findMappedBuildId(pid, maps, p.target, this.cache));
@@ -192,6 +194,7 @@ export class Agent {
     } finally {
       const msg: ToGate = { type: "release", pid };
       if (this.gate?.connected) this.gate.send(msg);
+      this.metrics.holdSeconds += (performance.now() - t0) / 1000;
     }
   }
 

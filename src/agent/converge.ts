@@ -15,6 +15,7 @@
  * Payloads the agent does not own (other names) are left alone.
  */
 import { action, list, load, upload } from "../core/api.ts";
+import type { XspliceContext } from "../core/context.ts";
 import { performAction } from "../core/execute.ts";
 import { XspliceError } from "../errors.ts";
 import type { JobPolicy, JobTiming } from "./jobs.ts";
@@ -45,6 +46,7 @@ export async function convergeProcess(
   wanted: readonly WantedPayload[],
   policy: JobPolicy,
   timing: JobTiming,
+  context?: XspliceContext,
 ): Promise<ConvergeStep[]> {
   const steps: ConvergeStep[] = [];
   const step = async (act: ConvergeStep["action"], payload: string, fn: () => unknown): Promise<boolean> => {
@@ -66,7 +68,7 @@ export async function convergeProcess(
       return false;
     }
   };
-  const opts = { ...policy, timeoutMs: timing.timeoutMs, retryForMs: timing.retryForMs };
+  const opts = { ...policy, timeoutMs: timing.timeoutMs, retryForMs: timing.retryForMs, context };
   const entries = async () => (await list(pid)).payloads;
 
   const wantedNames = new Set(wanted.map((w) => w.regName));

@@ -16,6 +16,10 @@ export class AgentMetrics {
   failures = 0;
   actions = 0;
   parked = 0;
+  /** Of the parked starts: seconds from the gate's exec event to parked at the entry, summed. */
+  parkSeconds = 0;
+  /** Of the parked starts: seconds from parked to the release sent (converging it), summed. */
+  holdSeconds = 0;
   private readonly counts = LATENCY_BUCKETS.map(() => 0);
   private sum = 0;
   private n = 0;
@@ -51,6 +55,12 @@ export class AgentMetrics {
       "# HELP xsplice_started_parked_total New processes held at their entry point and patched before main.",
       "# TYPE xsplice_started_parked_total counter",
       `xsplice_started_parked_total ${this.parked}`,
+      "# HELP xsplice_start_park_seconds_total Time new processes took from the exec gate's event to parked at their entry.",
+      "# TYPE xsplice_start_park_seconds_total counter",
+      `xsplice_start_park_seconds_total ${this.parkSeconds}`,
+      "# HELP xsplice_start_hold_seconds_total Time new processes were held parked while the agent converged them.",
+      "# TYPE xsplice_start_hold_seconds_total counter",
+      `xsplice_start_hold_seconds_total ${this.holdSeconds}`,
       "# HELP xsplice_apply_seconds Time to bring one process up to date.",
       "# TYPE xsplice_apply_seconds histogram",
       ...LATENCY_BUCKETS.map((b, i) => `xsplice_apply_seconds_bucket{le="${b}"} ${this.counts[i]}`),

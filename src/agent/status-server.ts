@@ -23,6 +23,9 @@ export async function serveStatus(agent: Agent, path: string): Promise<Server> {
   if (existsSync(path)) unlinkSync(path);
   const server = createServer((conn) => {
     let buf = "";
+    // Answers go out in the order of the requests: a client may send several
+    // lines at once, and a `rescan` answers later than a `status` behind it.
+    let queue = Promise.resolve();
     conn.setEncoding("utf8");
     conn.on("data", (d: string) => {
       buf += d;
@@ -33,7 +36,11 @@ export async function serveStatus(agent: Agent, path: string): Promise<Server> {
       for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        void answer(agent, line).then((a) => conn.write(`${JSON.stringify(a)}\n`));
+        const pending = answer(agent, line);
+        queue = queue.then(async () => {
+          const a = await pending;
+          if (!conn.destroyed) conn.write(`${JSON.stringify(a)}\n`);
+        });
       }
     });
     conn.on("error", () => undefined);

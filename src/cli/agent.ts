@@ -5,6 +5,8 @@
  * Audit lines (JSON) go to stdout unless `--audit FILE`; diagnostics to stderr.
  */
 import { appendFileSync } from "node:fs";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Agent } from "../agent/agent.ts";
 import { serveMetrics, serveStatus } from "../agent/status-server.ts";
 import { concurrencyOf } from "./all.ts";
@@ -62,7 +64,7 @@ export const agentCommand: Command = {
     const status = await serveStatus(agent, socket);
     const metrics = typeof v["metrics"] === "string" ? await serveMetrics(agent, v["metrics"]) : undefined;
     process.stderr.write(
-      `xsplice agent: watching ${dir}, socket ${socket}${metrics ? `, metrics ${v["metrics"]}` : ""}\n`,
+      `xsplice agent: watching ${dir}, socket ${socket}${metrics ? `, metrics ${listening(metrics)}` : ""}\n`,
     );
     await new Promise<void>((resolve) => {
       process.once("SIGTERM", () => resolve());
@@ -75,3 +77,9 @@ export const agentCommand: Command = {
     return { json: { stopped: true }, text: "" };
   },
 };
+
+/** `HOST:PORT` a server listens on (the port chosen when `--metrics HOST:0` asked for any). */
+function listening(server: Server): string {
+  const a = server.address() as AddressInfo;
+  return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}

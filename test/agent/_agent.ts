@@ -4,7 +4,7 @@
  * directory, and helpers to ask it and wait for a state.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { XSPLICE_BIN } from "../../examples/lib/xsplice.ts";
 import type { AgentStatus } from "../../src/agent/agent.ts";
@@ -16,6 +16,8 @@ export interface RunningAgent {
   socket: string;
   audit: string;
   stderr: () => string;
+  /** `HOST:PORT` of `/metrics` when started with `--metrics` (port 0 is resolved to the one bound). */
+  metrics?: string;
   status(): Promise<AgentStatus>;
   /** Ask for a scan and wait for it. */
   rescan(): Promise<void>;
@@ -25,8 +27,47 @@ export interface RunningAgent {
   kill(): Promise<void>;
 }
 
-/** Start `xsplice agent --dir DIR` with state under `tmp`, gating only `/`; resolves once it serves. */
-export async function startAgent(dir: string, tmp: string, extra: string[] = []): Promise<RunningAgent> {
+/** How long the agent may take to serve, or to stop after SIGTERM, before the test fails. */
+const AGENT_WAIT_MS = 60_000;
+
+/** A spawned agent; `ready` resolves once it serves (rejects if it exits or takes too long). */
+export interface SpawnedAgent extends RunningAgent {
+  ready: Promise<void>;
+  /**
+   * Processes left of the agent's process group (its gate and workers outlive
+   * a SIGKILLed agent until their current job ends); only with `ownGroup`.
+   */
+  groupLeft(): number[];
+}
+
+/** Pids whose process group is `pgid` (field 5 of /proc/PID/stat, after the parenthesised comm). */
+export function processGroup(pgid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${d}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(f[2]) === pgid && f[0] !== "Z") out.push(Number(d));
+  }
+  return out;
+}
+
+/**
+ * Spawn `xsplice agent --dir DIR` with state under `tmp`, gating only `/`,
+ * without waiting for it to serve (a test that kills it at random moments
+ * kills it during its start-up too).
+ */
+export function spawnAgent(
+  dir: string,
+  tmp: string,
+  extra: string[] = [],
+  opts: { ownGroup?: boolean } = {},
+): SpawnedAgent {
   const socket = join(tmp, "agent.sock");
   const audit = join(tmp, "audit.log");
   const child = spawn(
@@ -46,43 +87,82 @@ export async function startAgent(dir: string, tmp: string, extra: string[] = [])
       "500",
       ...extra,
     ],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    { stdio: ["ignore", "ignore", "pipe"], detached: opts.ownGroup === true },
   );
   let err = "";
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  await new Promise<void>((resolve, reject) => {
-    child.stderr!.setEncoding("utf8").on("data", (d: string) => {
-      err += d;
-      if (err.includes("xsplice agent: watching")) resolve();
-    });
-    child.once("exit", (code) => reject(new Error(`agent exited ${code}: ${err}`)));
-  });
-  const ask = async (req: unknown) =>
-    (await askAgent(socket, req, 60_000)) as { ok: boolean; status?: AgentStatus };
-  return {
+  let exitCode: number | null | undefined;
+  const exited = new Promise<number | null>((r) =>
+    child.once("exit", (code) => {
+      exitCode = code;
+      r(code);
+    }),
+  );
+  const agent: SpawnedAgent = {
     child,
     socket,
     audit,
     stderr: () => err,
+    groupLeft: () => (opts.ownGroup && child.pid ? processGroup(child.pid) : []),
+    ready: new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        reject(new Error(`agent not serving after ${AGENT_WAIT_MS} ms: ${err}`));
+      }, AGENT_WAIT_MS);
+      child.stderr!.setEncoding("utf8").on("data", (d: string) => {
+        err += d;
+        const m = /xsplice agent: watching .*?(?:, metrics (\S+))?\n/.exec(err);
+        if (!m) return;
+        clearTimeout(timer);
+        agent.metrics = m[1];
+        resolve();
+      });
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`agent exited ${signal ?? code}: ${err}`));
+      });
+    }),
     status: async () => (await ask({ cmd: "status" })).status!,
     rescan: async () => {
       await ask({ cmd: "rescan" });
     },
     stop: async () => {
       child.kill("SIGTERM");
-      return exited;
+      const timer = setTimeout(() => child.kill("SIGKILL"), AGENT_WAIT_MS);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
     },
     kill: async () => {
+      if (exitCode !== undefined) return;
       child.kill("SIGKILL");
       await exited;
     },
   };
+  // A kill before it serves is expected of some callers; they look at `ready` if they care.
+  agent.ready.catch(() => undefined);
+  const ask = async (req: unknown) =>
+    (await askAgent(socket, req, AGENT_WAIT_MS)) as { ok: boolean; status?: AgentStatus };
+  return agent;
+}
+
+/** Start `xsplice agent --dir DIR` with state under `tmp`, gating only `/`; resolves once it serves. */
+export async function startAgent(dir: string, tmp: string, extra: string[] = []): Promise<RunningAgent> {
+  const agent = spawnAgent(dir, tmp, extra);
+  await agent.ready;
+  return agent;
+}
+
+/** One audit log line (docs/agent.md). */
+export interface AuditLine {
+  time: string;
+  who: { agent: number; uid?: number };
+  what: { action: string; payload?: string; pid?: number; comm?: string; file?: string };
+  result: string;
+  message?: string;
 }
 
 /** The audit log's lines, parsed. */
-export function auditLines(
-  file: string,
-): { what: { action: string; payload?: string; pid?: number }; result: string }[] {
+export function auditLines(file: string): AuditLine[] {
   if (!existsSync(file)) return [];
   return readFileSync(file, "utf8")
     .split("\n")

@@ -15,8 +15,8 @@ import { after, before, test } from "node:test";
 import { list } from "../../src/core/api.ts";
 import { opensslKeyPair, tempDir } from "../cli/_run.ts";
 import { prng } from "../helpers/prng.ts";
-import type { Target } from "../helpers/target.ts";
-import { auditLines, type RunningAgent, runOnce, startAgent, until } from "./_agent.ts";
+import { startTarget, type Target } from "../helpers/target.ts";
+import { auditLines, type RunningAgent, runOnce, spawnAgent, startAgent, until } from "./_agent.ts";
 import {
   agentPayload,
   agentTarget,
@@ -152,38 +152,136 @@ test("an unsigned payload under a signature policy is refused and reported, neve
   agents.splice(agents.indexOf(agent), 1);
 });
 
+/** `XSPLICE_AGENT_KILLS` / `XSPLICE_AGENT_STORM` lower the issue's numbers for a quick run. */
+function count(env: string, issue: number): number {
+  const v = process.env[env];
+  if (v === undefined) return issue;
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`${env}=${v}: want a positive integer`);
+  return Number(v);
+}
+
+/** What `agent-target once` may print: patched before main (either version), or never patched. */
+const ONCE_OUTPUTS = [
+  `first=${FIX_VALUE} old_calls=0\n`,
+  `first=${FIX2_VALUE} old_calls=0\n`,
+  `first=${OLD_VALUE} old_calls=1\n`,
+];
+
+/** /proc/PID/status says the process is stopped or traced. */
+function stoppedOrTraced(pid: number): string | undefined {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const state = /^State:\s*(\S)/m.exec(status)?.[1];
+  const tracer = /^TracerPid:\s*(\d+)/m.exec(status)?.[1];
+  if (state === "T" || state === "t" || tracer !== "0") return `pid ${pid}: state ${state}, tracer ${tracer}`;
+  return undefined;
+}
+
 test("SIGKILLed at random moments, the agent never leaves a process half-patched, and a restart converges", async () => {
   const seed = Number(process.env["XSPLICE_SEED"] ?? Date.now() % 1_000_000);
-  console.log(`# agent kill test seed ${seed} (XSPLICE_SEED=${seed} replays it)`);
+  const KILLS = count("XSPLICE_AGENT_KILLS", 100);
+  console.log(`# agent kill test: ${KILLS} kills, seed ${seed} (XSPLICE_SEED=${seed} replays it)`);
   const rnd = prng(seed);
   const dir = join(tmp.dir, "d3");
   const state = join(tmp.dir, "s3");
   mkdirSync(dir);
   mkdirSync(state);
+  // Long-running processes; some exit and others start as the kills go on.
   const running = await startTargets(exe, 3, []);
   targets.push(...running);
-  const KILLS = 10;
+  const t0 = Date.now();
+  let beforeServing = 0;
+  let acted = 0;
+  let starts = 0;
+  // Where each kill's time goes, printed at the end (the file's time is budgeted).
+  const phase = { alive: 0, teardown: 0, starts: 0, checks: 0 };
+  let mark = performance.now();
+  const lap = (p: keyof typeof phase) => {
+    const now = performance.now();
+    phase[p] += now - mark;
+    mark = now;
+  };
   for (let k = 0; k < KILLS; k++) {
-    const agent = await startAgent(dir, state);
-    // Change the directory: add, replace or remove the payload, then kill at a random moment.
+    mark = performance.now();
+    // Kill it anywhere from its start-up (gate and workers coming up, first scan) to its steady state.
+    const agent = spawnAgent(dir, state, [], { ownGroup: true });
+    agents.push(agent);
+    // Change the directory (add, replace or remove the payload) before it starts (its first scan
+    // does the work) or once it serves (fs.watch starts a scan on the warm workers).
     const r = rnd();
-    if (r < 0.4) install(fix, dir, "fix.xsplice");
-    else if (r < 0.7) install(fix2, dir, "fix.xsplice");
-    else rmSync(join(dir, "fix.xsplice"), { force: true });
-    const starter = runOnce(exe).catch(() => "");
-    await new Promise((res) => setTimeout(res, Math.floor(rnd() * 400)));
+    const change = () => {
+      if (r < 0.4) install(fix, dir, "fix.xsplice");
+      else if (r < 0.7) install(fix2, dir, "fix.xsplice");
+      else rmSync(join(dir, "fix.xsplice"), { force: true });
+    };
+    const late = rnd() < 0.5;
+    if (!late) change();
+    // Processes start (one-shot, and sometimes a long-running one) and exit meanwhile.
+    const oneShot = runOnce(exe);
+    let newcomer: Promise<Target> | undefined;
+    if (rnd() < 0.3) {
+      const gone = running.splice(Math.floor(rnd() * running.length), 1)[0]!;
+      void gone.kill();
+      newcomer = startTarget(exe);
+    }
+    // Up to about its start-up time (the gate, the workers, the first scan: 1-2.5 s here), so
+    // kills land before, during and after its first convergence.
+    const delay = Math.floor(rnd() * 2500);
+    const auditBefore = auditLines(agent.audit).length;
+    const served = await Promise.race([
+      agent.ready.then(() => true),
+      new Promise<false>((res) => setTimeout(() => res(false), delay)),
+    ]).catch(() => false);
+    if (late) change();
+    if (served) await new Promise((res) => setTimeout(res, Math.floor(rnd() * 300)));
+    else beforeServing++;
     await agent.kill();
-    await starter;
+    if (auditLines(agent.audit).length > auditBefore) acted++;
+    agents.splice(agents.indexOf(agent), 1);
+    lap("alive");
+    // Its gate and workers end when their current step does (never mid-operation): wait for that,
+    // so what is checked below cannot change under the check.
+    await until(`agent ${agent.child.pid}'s gate and workers gone`, () => agent.groupLeft().length === 0);
+    lap("teardown");
+    if (newcomer) {
+      const t = await newcomer;
+      targets.push(t);
+      running.push(t);
+      starts++;
+    }
+    const once = await oneShot;
+    assert.ok(ONCE_OUTPUTS.includes(once), `kill ${k}: a new process printed ${JSON.stringify(once)}`);
+    lap("starts");
     // Each process is wholly one version: the code it runs is what its registry says is applied.
     for (const t of running) {
+      const why = stoppedOrTraced(t.pid);
+      assert.equal(why, undefined, `kill ${k}: ${why}`);
       const applied = (await list(t.pid)).payloads.filter((p) => p.state === "APPLIED");
       assert.ok(applied.length <= 1, JSON.stringify(applied));
       const v = (await ask(t)).value;
       assert.ok([OLD_VALUE, FIX_VALUE, FIX2_VALUE].includes(v), `value ${v}`);
-      if (applied.length === 0) assert.equal(v, OLD_VALUE, `pid ${t.pid}: nothing applied but runs ${v}`);
-      else assert.notEqual(v, OLD_VALUE, `pid ${t.pid}: ${applied[0]!.name} applied but runs the original`);
+      if (applied.length === 0)
+        assert.equal(v, OLD_VALUE, `kill ${k}: pid ${t.pid}: nothing applied but runs ${v}`);
+      else
+        assert.notEqual(
+          v,
+          OLD_VALUE,
+          `kill ${k}: pid ${t.pid}: ${applied[0]!.name} applied but runs the original`,
+        );
     }
+    lap("checks");
   }
+  console.log(
+    `# ${KILLS} kills (${beforeServing} before the agent served, ${acted} after it had acted), ${starts} long-running starts, ${((Date.now() - t0) / KILLS).toFixed(0)} ms per kill (${Object.entries(
+      phase,
+    )
+      .map(([p, ms]) => `${p} ${(ms / KILLS).toFixed(0)}`)
+      .join(", ")})`,
+  );
   // A restarted agent converges to what the directory holds.
   const present = readdirSync(dir).includes("fix.xsplice");
   const want = present
@@ -202,8 +300,10 @@ test("SIGKILLed at random moments, the agent never leaves a process half-patched
     },
     agent,
   );
+  assert.equal(await runOnce(exe), want === OLD_VALUE ? ONCE_OUTPUTS[2] : `first=${want} old_calls=0\n`);
   assert.equal(await agent.stop(), 0);
   agents.splice(agents.indexOf(agent), 1);
+  for (const t of running) assert.equal(stoppedOrTraced(t.pid), undefined);
 });
 
 test("a fork-exec storm of short-lived processes leaves nothing stopped or traced", async () => {
@@ -214,12 +314,13 @@ test("a fork-exec storm of short-lived processes leaves nothing stopped or trace
   install(fix, dir, "fix.xsplice");
   const agent = await startAgent(dir, state);
   agents.push(agent);
-  const N = 200;
+  const N = count("XSPLICE_AGENT_STORM", 500);
+  console.log(`# fork-exec storm of ${N} processes`);
   const out = await new Promise<string>((resolve, reject) =>
     execFile(
       "/bin/sh",
       ["-c", `i=0; while [ $i -lt ${N} ]; do "$0" once & i=$((i+1)); done; wait`, exe],
-      { timeout: 300_000, maxBuffer: 1 << 20 },
+      { timeout: 300_000, maxBuffer: 1 << 22 },
       (err, stdout) => (err ? reject(err) : resolve(stdout)),
     ),
   );
