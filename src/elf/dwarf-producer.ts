@@ -132,11 +132,8 @@ function abbreviation(abbrev: Uint8Array, offset: number, code: number): AttrSpe
   }
 }
 
-/**
- * The size of one attribute value of `form` at the cursor, after consuming any
- * length prefix or LEB128 value itself; `Stop` for forms it cannot size.
- */
-export function formSize(c: Cursor, form: number, offsetSize: 4 | 8, addressSize: number): number {
+/** Size of a value of `form` when it does not depend on the data (no length prefix, no LEB128); undefined otherwise. */
+export function fixedFormSize(form: number, offsetSize: 4 | 8, addressSize: number): number | undefined {
   const F = DW_FORM;
   switch (form) {
     case F.flag_present:
@@ -177,6 +174,20 @@ export function formSize(c: Cursor, form: number, offsetSize: 4 | 8, addressSize
     case F.ref_addr:
     case F.strp_sup:
       return offsetSize;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The size of one attribute value of `form` at the cursor, after consuming any
+ * length prefix or LEB128 value itself; `Stop` for forms it cannot size.
+ */
+export function formSize(c: Cursor, form: number, offsetSize: 4 | 8, addressSize: number): number {
+  const fixed = fixedFormSize(form, offsetSize, addressSize);
+  if (fixed !== undefined) return fixed;
+  const F = DW_FORM;
+  switch (form) {
     case F.sdata:
       c.skipLeb();
       return 0;

@@ -12,7 +12,7 @@
  * payload is the same.
  */
 import { Cursor } from "../../elf/_cursor.ts";
-import { DW_FORM, formSize, offsetField, sectionBytes } from "../../elf/dwarf-producer.ts";
+import { DW_FORM, fixedFormSize, formSize, offsetField, sectionBytes } from "../../elf/dwarf-producer.ts";
 import type { ObjectView } from "./object.ts";
 
 const DW_TAG = { subprogram: 0x2e, inlined_subroutine: 0x1d } as const;
@@ -31,53 +31,6 @@ interface Abbrev {
   attrs: { name: number; form: number }[];
   /** Size of the whole DIE after its code when every form has a fixed size (per unit's sizes); the fast skip. */
   fixed?: number;
-}
-
-/** Size of a form's value when it does not depend on the data; undefined otherwise. */
-function fixedSize(form: number, offsetSize: 4 | 8, addressSize: number): number | undefined {
-  const F = DW_FORM;
-  switch (form) {
-    case F.flag_present:
-    case F.implicit_const:
-      return 0;
-    case F.data1:
-    case F.ref1:
-    case F.flag:
-    case F.strx1:
-    case F.addrx1:
-      return 1;
-    case F.data2:
-    case F.ref2:
-    case F.strx2:
-    case F.addrx2:
-      return 2;
-    case F.strx3:
-    case F.addrx3:
-      return 3;
-    case F.data4:
-    case F.ref4:
-    case F.ref_sup4:
-    case F.strx4:
-    case F.addrx4:
-      return 4;
-    case F.data8:
-    case F.ref8:
-    case F.ref_sig8:
-    case F.ref_sup8:
-      return 8;
-    case F.data16:
-      return 16;
-    case F.addr:
-      return addressSize;
-    case F.strp:
-    case F.line_strp:
-    case F.sec_offset:
-    case F.ref_addr:
-    case F.strp_sup:
-      return offsetSize;
-    default:
-      return undefined;
-  }
 }
 
 /** An unsigned LEB128 that fits a `number` (codes, tags), without the cursor's BigInt: this loop runs per DIE. */
@@ -226,7 +179,7 @@ function walk(view: ObjectView, dies: Map<number, Die>): (d: Die) => string | un
       for (const a of table.values()) {
         let size: number | undefined = 0;
         for (const attr of a.attrs) {
-          const f = fixedSize(attr.form, offsetSize, addressSize);
+          const f = fixedFormSize(attr.form, offsetSize, addressSize);
           size = f === undefined || size === undefined ? undefined : size + f;
         }
         if (size !== undefined) a.fixed = size;
