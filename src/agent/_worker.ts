@@ -13,3 +13,5 @@ process.on("message", (msg: { id: number; job: Job }) => {
   void runJob(msg.job).then((outcome) => process.send?.({ id: msg.id, outcome }));
 });
 process.on("disconnect", () => process.exit(0));
+// A parent killed while this worker was still loading closed the channel before anyone listened.
+if (!process.connected) process.exit(0);

@@ -80,6 +80,21 @@ export function gatedMounts(mountinfo = readFileSync("/proc/self/mountinfo", "ut
   return out;
 }
 
+/** How long a parked process's release is retried while another tracer holds it. */
+const RELEASE_RETRY_MS = 30_000;
+
+/**
+ * Make every exit of the gate immediate, whatever ends it (a stop, an uncaught error): libuv
+ * joins its thread pool at exit, and one of its threads sits in `read(2)` on the fanotify
+ * descriptor until the next exec on the host (measured: a Node process with a pool thread
+ * blocked in a read never finishes `process.exit`). On a quiet host that kept the gate, and the
+ * agent that waits for its children, alive for minutes (test/agent/stop.test.ts). SIGKILL ends it
+ * before the join; the kernel closes the descriptor, which allows every pending event.
+ */
+function exitWithoutJoin(): void {
+  process.once("exit", () => process.kill(process.pid, "SIGKILL"));
+}
+
 /** How long a gated process may take from the permission event to its entry point before it is let go. */
 const PARK_DEADLINE_MS = 5000;
 
@@ -89,7 +104,11 @@ const PARK_DEADLINE_MS = 5000;
  */
 export function runGate(mounts: readonly string[] = gatedMounts()): void {
   process.title = "xsplice";
-  const send = (m: FromGate) => process.send?.(m);
+  exitWithoutJoin();
+  // The agent may be gone (killed): a send on the closed channel would be an uncaught error.
+  const send = (m: FromGate) => {
+    if (process.connected) process.send?.(m);
+  };
   const fan = fanotifyInit(FAN.CLASS_CONTENT | FAN.CLOEXEC);
   const marked: string[] = [];
   const failed: string[] = [];
@@ -208,30 +227,43 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
   };
   loop();
 
+  const release = (pid: number, since: number) => {
+    const p = parked.get(pid);
+    if (!p) return;
+    try {
+      p.release();
+      parked.delete(pid);
+      send({ type: "released", pid });
+    } catch (err) {
+      // Held by another tracer at this moment (a second xsplice looking at it): it stays parked,
+      // so try again rather than leave it asleep at its entry; a process that is gone ends it.
+      const busy = err instanceof XspliceError && (err.errno === "EPERM" || err.errno === "EBUSY");
+      if (busy && performance.now() - since < RELEASE_RETRY_MS) {
+        setTimeout(() => release(pid, since), 20);
+        return;
+      }
+      parked.delete(pid);
+      send({ type: "released", pid, error: String((err as Error).message) });
+    }
+  };
   process.on("message", (m: ToGate) => {
     if (m.type === "targets") targets = new Set(m.buildIds);
-    else if (m.type === "release") {
-      const p = parked.get(m.pid);
-      parked.delete(m.pid);
-      try {
-        p?.release();
-        send({ type: "released", pid: m.pid });
-      } catch (err) {
-        send({ type: "released", pid: m.pid, error: String((err as Error).message) });
-      }
-    }
+    else if (m.type === "release") release(m.pid, performance.now());
   });
-  process.on("disconnect", () => {
+  const onDisconnect = () => {
     // Never leave a parked process asleep: the agent is gone, so it starts as it is.
     for (const p of parking.values()) p.parker.abandon();
     for (const p of parked.values()) {
       try {
         p.release();
       } catch {
-        // gone
+        // gone, or held by another tracer: asleep at its entry, where SIGTERM/SIGKILL still end it
       }
     }
     process.exit(0);
-  });
+  };
+  process.on("disconnect", onDisconnect);
+  // An agent killed while this process was still loading closed the channel before anyone listened.
+  if (!process.connected) onDisconnect();
   send({ type: "ready", marked, failed });
 }

@@ -154,7 +154,10 @@ function waitUntil(pid: number, what: string, want: (st: WaitStatus & { kind: "s
 /** A process parked at its entry point by `parkAtExec`. */
 export interface Parked {
   entry: bigint;
-  /** Seize it again, put the entry's bytes and registers back, detach: it starts. Idempotent. */
+  /**
+   * Seize it again, put the entry's bytes and registers back, detach: it starts. Idempotent; a
+   * failed seize (EPERM: another tracer holds it) changes nothing and may be retried.
+   */
   release(): void;
 }
 
@@ -236,8 +239,9 @@ export class ExecParker {
       entry,
       release() {
         if (released) return;
-        released = true;
+        // A seize that fails (another tracer holds it) leaves it parked and untouched: retryable.
         ptraceSeize(pid, 0);
+        released = true;
         ptraceInterrupt(pid);
         waitUntil(pid, "release", (x) => x.stop === "interrupt");
         writeMemory(pid, entry, original);

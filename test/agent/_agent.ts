@@ -58,7 +58,7 @@ export function processGroup(pgid: number): number[] {
 }
 
 /**
- * Spawn `xsplice agent --dir DIR` with state under `tmp`, gating only `/`,
+ * Spawn `xsplice agent --dir DIR` with state under `tmp`, gating only `/` (or `gateMount`),
  * without waiting for it to serve (a test that kills it at random moments
  * kills it during its start-up too).
  */
@@ -66,7 +66,7 @@ export function spawnAgent(
   dir: string,
   tmp: string,
   extra: string[] = [],
-  opts: { ownGroup?: boolean } = {},
+  opts: { ownGroup?: boolean; gateMount?: string } = {},
 ): SpawnedAgent {
   const socket = join(tmp, "agent.sock");
   const audit = join(tmp, "audit.log");
@@ -82,7 +82,7 @@ export function spawnAgent(
       "--audit",
       audit,
       "--gate-mount",
-      "/",
+      opts.gateMount ?? "/",
       "--rescan",
       "500",
       ...extra,
