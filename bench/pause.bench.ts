@@ -2,8 +2,7 @@
  * What the target sees of an action (issue #13): `pause.totalMs` — every stop
  * of one APPLY or REVERT from a fresh open to the detach, as `performAction`
  * (what `xsplice apply/revert` runs) reports it — against the bare floor of
- * stopping and resuming the same process, quiesce+resume of a held Tracee
- * that has run freely as long as an action lets it run before its stop,
+ * stopping and resuming the same process, quiesce+resume of a held Tracee,
  * measured in the same run by the same ledger. Goal: <= 1.3x the floor at 8
  * and 64 threads (1 thread reported). Also `pause.stops` of an APPLY without
  * hooks, goal 1 (one stop per action): printed as a row of counts.
@@ -12,21 +11,11 @@
 import { commitUploaded } from "../src/core/actions.ts";
 import { type ActionResult, performAction } from "../src/core/execute.ts";
 import { openTarget } from "../src/core/session.ts";
-import { sleepSync, Tracee } from "../src/process/threads.ts";
+import { Tracee } from "../src/process/threads.ts";
 import { handFunc, handRecord } from "../test/core/actions/_hand.ts";
 import { startTarget } from "../test/helpers/target.ts";
 import { applyBenchTarget } from "./_apply-target.ts";
 import { type Bench, type BenchRow, stats } from "./lib.ts";
-
-/**
- * How long the process runs freely before each floor stop. An action stops a
- * target that has run for milliseconds since it was seized (reading maps and
- * registry, deciding: ~8 ms of its wall time): its threads are back asleep and
- * each must be woken and scheduled to stop. Quiescing a process resumed a
- * moment before finds its threads still on their way back (1 thread: 0.04-0.11
- * vs 0.21-0.27 ms), a floor no action can reach.
- */
-const FLOOR_GAP_MS = 5;
 
 /** Floor samples (ms): quiesce+resume of a seized process, each taken from the Tracee's own ledger. */
 function floorSamples(pid: number, n: number): number[] {
@@ -35,8 +24,6 @@ function floorSamples(pid: number, n: number): number[] {
     tr.resume();
     const out: number[] = [];
     for (let i = 0; i < n + 5; i++) {
-      sleepSync(FLOOR_GAP_MS);
-      tr.poll(); // what a held, running process needs meanwhile (signals, new threads)
       const before = tr.stops.totalMs;
       tr.quiesce();
       tr.resume();

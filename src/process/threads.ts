@@ -95,14 +95,10 @@ export function sleepSync(ms: number): void {
   Atomics.wait(SLEEPER, 0, 0, ms);
 }
 
-/**
- * Back-off for polling waits: sleep 20 µs, doubling every 4 rounds up to 1 ms. Never a
- * spin: the threads waited for need a CPU to get to their stop, and a tracer spinning
- * (at `SCHED_FIFO` while it holds the target, `priority.ts`) keeps one from them — on a
- * 2-core host, half the machine (bench/pause.bench.ts floor: 0.29-1.6 -> 0.19-0.41 ms at 8 threads).
- */
+/** Back-off for polling waits: spin briefly (stops usually arrive in microseconds), then sleep up to 1 ms. */
 export function backoff(round: number): void {
-  sleepSync(Math.min(1, 0.02 * 2 ** Math.min(6, round / 4)));
+  if (round < 20) return;
+  sleepSync(Math.min(1, 0.02 * 2 ** Math.min(6, (round - 20) / 4)));
 }
 
 function nowMs(): number {
@@ -433,10 +429,8 @@ export class Tracee {
       if (pending === 0 && !this.someRunning()) return;
       const now = nowMs();
       if (progress) {
-        // Short sleeps while threads keep arriving: each one needs a CPU to reach its stop.
         lastProgress = now;
         round = 0;
-        backoff(round);
         continue;
       }
       // A zombie thread (e.g. a leader that called pthread_exit) never stops: drop it. But reap it
@@ -719,27 +713,16 @@ export class Tracee {
         failure = err;
       }
     }
-    // Detach first, then reap: a thread that died while stopped (killed, or by another thread's
-    // execve) is the only kind whose detach fails with ESRCH, so the per-thread /proc reads of
-    // `reapDead` are paid only when some detach failed or a thread never stopped, not by every
-    // thread of every detach (at 64 threads they were most of the stop's tail).
-    const released = new Set<number>();
-    let unreleased = false;
+    this.reapDead();
     for (const th of this.state.values()) {
-      if (th.running) {
-        unreleased = true;
-        continue;
-      }
+      if (th.running) continue;
       try {
         ptraceDetach(th.tid, 0);
-        released.add(th.tid);
       } catch (err) {
-        unreleased = true;
         if (!(err instanceof XspliceError) || err.errno !== "ESRCH") failure ??= err;
       }
     }
-    if (unreleased) this.reapDead();
-    this.releaseStragglers(nowMs() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS), released);
+    this.releaseStragglers(nowMs() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS));
     this.attached = false;
     this.state.clear();
     this.held.clear();
@@ -756,16 +739,12 @@ export class Tracee {
    * new program stopped, held, until it exits (issue #11 item 1). Each such
    * thread is waited for until `deadline` and detached from its stop.
    */
-  private releaseStragglers(deadline: number, released: ReadonlySet<number>): void {
+  private releaseStragglers(deadline: number): void {
     const self = getpid();
     for (let round = 0; ; round++) {
       let tids: number[];
       try {
-        // A thread whose PTRACE_DETACH succeeded is no longer ours: only the others are looked up.
-        // Except the leader's tid: a thread that finishes an execve takes it over, still traced.
-        tids = listTids(this.pid).filter(
-          (tid) => (tid === this.pid || !released.has(tid)) && tracerPidOfThread(this.pid, tid) === self,
-        );
+        tids = listTids(this.pid).filter((tid) => tracerPidOfThread(this.pid, tid) === self);
       } catch {
         return; // the process is gone
       }
