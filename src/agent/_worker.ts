@@ -6,12 +6,11 @@
  * It exits when its parent closes the channel, so a killed parent leaves no
  * worker behind.
  */
+import { whenParentGone } from "./child-entry.ts";
 import { type Job, runJob } from "./jobs.ts";
 
 process.title = "xsplice";
 process.on("message", (msg: { id: number; job: Job }) => {
   void runJob(msg.job).then((outcome) => process.send?.({ id: msg.id, outcome }));
 });
-process.on("disconnect", () => process.exit(0));
-// A parent killed while this worker was still loading closed the channel before anyone listened.
-if (!process.connected) process.exit(0);
+whenParentGone(() => process.exit(0));

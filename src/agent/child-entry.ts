@@ -20,3 +20,13 @@ export function childEntry(source: string, bundle: string): ChildEntry {
   const file = fileURLToPath(new URL(fromSources ? `./${source}` : `./${bundle}`, import.meta.url));
   return { file, execArgv: fromSources ? ["--import", import.meta.resolve("tsx")] : [] };
 }
+
+/**
+ * In a child (the gate, a worker): call `fn` once the parent is gone. Also at once when it is
+ * gone already: a parent killed while the child was still loading closed the channel before
+ * anyone listened, and the disconnect event was missed.
+ */
+export function whenParentGone(fn: () => void): void {
+  process.on("disconnect", fn);
+  if (!process.connected) fn();
+}

@@ -26,6 +26,7 @@ import { closeSync, fstatSync, read, readFileSync, writeSync } from "node:fs";
 import { XspliceError } from "../errors.ts";
 import { FAN, fanotifyInit, fanotifyMark } from "../process/libc.ts";
 import { buildIdOfFd, createBuildIdCache } from "./build-id.ts";
+import { whenParentGone } from "./child-entry.ts";
 import { commOf } from "./discover.ts";
 import { ExecParker, type Parked } from "./start-held.ts";
 
@@ -262,8 +263,6 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
     }
     process.exit(0);
   };
-  process.on("disconnect", onDisconnect);
-  // An agent killed while this process was still loading closed the channel before anyone listened.
-  if (!process.connected) onDisconnect();
+  whenParentGone(onDisconnect);
   send({ type: "ready", marked, failed });
 }
