@@ -16,7 +16,9 @@ import { errnoLabel, reportedErrno, XspliceError } from "../errors.ts";
 /** `PTRACE_*` request numbers. */
 export const PTRACE = {
   PEEKDATA: 2,
+  PEEKUSER: 3,
   POKEDATA: 5,
+  POKEUSER: 6,
   CONT: 7,
   SINGLESTEP: 9,
   GETREGS: 12,
@@ -345,6 +347,26 @@ export function ptracePoke(tid: number, addr: bigint, word: bigint): void {
     throw callError("ptrace(PTRACE_POKEDATA)", errno(), tid, `address 0x${addr.toString(16)}`);
 }
 
+/**
+ * `PTRACE_PEEKUSER`: the word at `offset` of the thread's `struct user` (e.g. a
+ * debug register). As with `ptracePeek`, errno is cleared first since -1 is a valid word.
+ */
+export function ptracePeekUser(tid: number, offset: bigint): bigint {
+  setErrno(0);
+  const r = ffi().ptraceInt(PTRACE.PEEKUSER, tid, offset, 0n) as number | bigint;
+  if (Number(r) === -1) {
+    const e = errno();
+    if (e !== 0) throw callError("ptrace(PTRACE_PEEKUSER)", e, tid, `offset ${offset}`);
+  }
+  return BigInt.asUintN(64, BigInt(r));
+}
+
+/** `PTRACE_POKEUSER`: write the word at `offset` of the thread's `struct user` (the kernel checks debug registers). */
+export function ptracePokeUser(tid: number, offset: bigint, word: bigint): void {
+  const r = ffi().ptraceInt(PTRACE.POKEUSER, tid, offset, BigInt.asUintN(64, word)) as number;
+  if (Number(r) === -1) throw callError("ptrace(PTRACE_POKEUSER)", errno(), tid, `offset ${offset}`);
+}
+
 /** How a waited-for thread changed state. */
 export type StopKind =
   /** A signal is about to be delivered; the tracer passes it on (or not) with the next restart. */
@@ -514,10 +536,13 @@ export function childrenCpuMs(): number {
 export const FAN = {
   CLOEXEC: 0x1,
   CLASS_CONTENT: 0x4,
+  /** Events name the thread (`pid` is a tid), not the thread group. */
+  REPORT_TID: 0x100,
   MARK_ADD: 0x1,
   MARK_REMOVE: 0x2,
   MARK_MOUNT: 0x10,
   MARK_FILESYSTEM: 0x100,
+  OPEN_PERM: 0x10000n,
   OPEN_EXEC_PERM: 0x40000n,
   ALLOW: 0x1,
   DENY: 0x2,
@@ -537,4 +562,13 @@ export function fanotifyInit(flags: number): number {
 export function fanotifyMark(fd: number, flags: number, mask: bigint, path: string): void {
   if ((ffi().fanotifyMark(fd, flags, mask, -100, path) as number) === -1)
     throw callError(`fanotify_mark ${path}`, errno());
+}
+
+/**
+ * `fanotify_mark(fd, flags, mask, dirfd, NULL)`: mark the object `dirfd` is open
+ * on (an `O_PATH` descriptor marks an inode without opening it for reading).
+ */
+export function fanotifyMarkFd(fd: number, flags: number, mask: bigint, dirfd: number): void {
+  if ((ffi().fanotifyMark(fd, flags, mask, dirfd, null) as number) === -1)
+    throw callError(`fanotify_mark fd ${dirfd}`, errno());
 }
