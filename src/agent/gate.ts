@@ -27,6 +27,7 @@ import { XspliceError } from "../errors.ts";
 import { FAN, fanotifyInit, fanotifyMark } from "../process/libc.ts";
 import { buildIdOfFd, createBuildIdCache } from "./build-id.ts";
 import { commOf } from "./discover.ts";
+import { GateWake } from "./gate-wake.ts";
 import { LibraryGate, type LibraryGateEvent, type LibraryMark } from "./library-gate.ts";
 import { ExecParker, type Parked } from "./start-held.ts";
 
@@ -98,6 +99,12 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
   const fan = fanotifyInit(FAN.CLASS_CONTENT | FAN.CLOEXEC);
   const marked: string[] = [];
   const failed: string[] = [];
+  const wake = new GateWake();
+  fanotifyMark(fan, FAN.MARK_ADD, FAN.OPEN, wake.path);
+  const exit = (code: number) => {
+    wake.fire();
+    process.exit(code);
+  };
   for (const m of mounts) {
     try {
       fanotifyMark(fan, FAN.MARK_ADD | FAN.MARK_FILESYSTEM, FAN.OPEN_EXEC_PERM, m);
@@ -153,7 +160,7 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
   const cache = createBuildIdCache(1024);
   let libraries: LibraryGate | undefined;
   try {
-    libraries = new LibraryGate(send, (pid) => parking.has(pid) || parked.has(pid));
+    libraries = new LibraryGate(send, (pid) => parking.has(pid) || parked.has(pid), wake.path, exit);
   } catch (err) {
     send({ type: "error", pid: 0, message: `library gate: ${(err as Error).message}` });
   }
@@ -203,15 +210,17 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
     read(fan, buf, 0, buf.length, null, (err, n) => {
       if (err) {
         send({ type: "error", pid: 0, message: `fanotify read: ${err.message}` });
-        process.exit(1);
+        exit(1);
       }
       for (let at = 0; at + FAN.EVENT_SIZE <= n; ) {
         const len = buf.readUInt32LE(at);
         const vers = buf.readUInt8(at + 4);
+        const mask = buf.readBigUInt64LE(at + 8);
         const fd = buf.readInt32LE(at + 16);
         const pid = buf.readInt32LE(at + 20);
         if (vers !== FAN.METADATA_VERSION || len < FAN.EVENT_SIZE) break;
-        if (fd >= 0) handle(fd, pid);
+        if (fd >= 0 && (mask & FAN.PERM_EVENTS) !== 0n) handle(fd, pid);
+        else if (fd >= 0) closeSync(fd); // the wake-up file's notification
         at += len;
       }
       loop();
@@ -255,7 +264,7 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
         // gone
       }
     }
-    process.exit(0);
+    exit(0);
   });
   send({ type: "ready", marked, failed });
 }

@@ -22,7 +22,7 @@
 import { closeSync, fstatSync, openSync, read, readFileSync, readSync, statSync, writeSync } from "node:fs";
 import { ET } from "../elf/defs.ts";
 import { XspliceError } from "../errors.ts";
-import { FAN, fanotifyInit, fanotifyMarkFd } from "../process/libc.ts";
+import { FAN, fanotifyInit, fanotifyMark } from "../process/libc.ts";
 import { readMaps } from "../process/maps.ts";
 import { buildIdOfFd, createBuildIdCache } from "./build-id.ts";
 import { commOf } from "./discover.ts";
@@ -93,8 +93,11 @@ export class LibraryGate {
   constructor(
     private readonly send: (m: LibraryGateEvent) => void,
     private readonly busy: (pid: number) => boolean,
+    wakePath: string,
+    private readonly exit: (code: number) => void,
   ) {
     this.fan = fanotifyInit(FAN.CLASS_CONTENT | FAN.REPORT_TID | FAN.CLOEXEC);
+    fanotifyMark(this.fan, FAN.MARK_ADD, FAN.OPEN, wakePath); // see gate-wake.ts
     this.loop();
   }
 
@@ -109,7 +112,7 @@ export class LibraryGate {
     for (const [key, m] of this.marks) {
       if (this.targets.has(m.buildId)) continue;
       try {
-        fanotifyMarkFd(this.fan, FAN.MARK_REMOVE, FAN.OPEN_PERM, m.fd);
+        fanotifyMark(this.fan, FAN.MARK_REMOVE, FAN.OPEN_PERM, `/proc/self/fd/${m.fd}`);
       } catch {
         // already gone with its inode
       }
@@ -157,7 +160,8 @@ export class LibraryGate {
             "EINVAL",
             `build-id ${id ?? "none"}, not ${lib.buildId} (replaced meanwhile)`,
           );
-        fanotifyMarkFd(this.fan, FAN.MARK_ADD, FAN.OPEN_PERM, fd);
+        // Through the descriptor's /proc link: resolved to the very inode, and no open (no event).
+        fanotifyMark(this.fan, FAN.MARK_ADD, FAN.OPEN_PERM, `/proc/self/fd/${fd}`);
         this.marks.set(key, { buildId: lib.buildId, fd });
         this.send({ type: "library", buildId: lib.buildId, file });
       } catch (err) {
@@ -294,15 +298,17 @@ export class LibraryGate {
       read(this.fan, buf, 0, buf.length, null, (err, n) => {
         if (err) {
           this.send({ type: "error", pid: 0, message: `fanotify read (libraries): ${err.message}` });
-          process.exit(1);
+          this.exit(1);
         }
         for (let at = 0; at + FAN.EVENT_SIZE <= n; ) {
           const len = buf.readUInt32LE(at);
           const vers = buf.readUInt8(at + 4);
+          const mask = buf.readBigUInt64LE(at + 8);
           const fd = buf.readInt32LE(at + 16);
           const tid = buf.readInt32LE(at + 20);
           if (vers !== FAN.METADATA_VERSION || len < FAN.EVENT_SIZE) break;
-          if (fd >= 0) this.handle(fd, tid);
+          if (fd >= 0 && (mask & FAN.PERM_EVENTS) !== 0n) this.handle(fd, tid);
+          else if (fd >= 0) closeSync(fd); // the wake-up file's notification
           at += len;
         }
         next();

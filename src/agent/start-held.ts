@@ -245,12 +245,14 @@ export function parkAt(pid: number, tid: number, entry: bigint, original: Uint8A
     release() {
       if (released) return;
       released = true;
-      ptraceSeize(tid, 0);
+      // EXITKILL: a tracer killed half-way through kills the program rather than let it run
+      // from half-restored bytes or registers (e.g. the entry's own code, a second time).
+      ptraceSeize(tid, PTRACE_O.EXITKILL);
       ptraceInterrupt(tid);
       waitUntil(tid, "release", (x) => x.stop === "interrupt");
-      writeMemory(pid, entry, original);
       // orig_rax of a breakpoint stop is -1, so the interrupted pause(2) is not restarted.
       ptraceSetRegs(tid, saved);
+      writeMemory(pid, entry, original);
       ptraceDetach(tid, 0);
     },
   };

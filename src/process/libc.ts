@@ -542,8 +542,12 @@ export const FAN = {
   MARK_REMOVE: 0x2,
   MARK_MOUNT: 0x10,
   MARK_FILESYSTEM: 0x100,
+  /** Notification (not permission) of an open: the gate's wake-up (`gate-wake.ts`). */
+  OPEN: 0x20n,
   OPEN_PERM: 0x10000n,
   OPEN_EXEC_PERM: 0x40000n,
+  /** Every `*_PERM` event bit: only those events take a response. */
+  PERM_EVENTS: 0x70000n,
   ALLOW: 0x1,
   DENY: 0x2,
   /** `struct fanotify_event_metadata` size and `FANOTIFY_METADATA_VERSION`. */
@@ -562,13 +566,4 @@ export function fanotifyInit(flags: number): number {
 export function fanotifyMark(fd: number, flags: number, mask: bigint, path: string): void {
   if ((ffi().fanotifyMark(fd, flags, mask, -100, path) as number) === -1)
     throw callError(`fanotify_mark ${path}`, errno());
-}
-
-/**
- * `fanotify_mark(fd, flags, mask, dirfd, NULL)`: mark the object `dirfd` is open
- * on (an `O_PATH` descriptor marks an inode without opening it for reading).
- */
-export function fanotifyMarkFd(fd: number, flags: number, mask: bigint, dirfd: number): void {
-  if ((ffi().fanotifyMark(fd, flags, mask, dirfd, null) as number) === -1)
-    throw callError(`fanotify_mark fd ${dirfd}`, errno());
 }
