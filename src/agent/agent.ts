@@ -30,6 +30,8 @@ import { commOf, findMappedBuildId, listPids } from "./discover.ts";
 import { WorkerPool } from "./fanout.ts";
 import type { FromGate, ToGate } from "./gate.ts";
 import type { JobPolicy, JobTiming } from "./jobs.ts";
+import type { LibraryMark } from "./library-gate.ts";
+import { libraryMappings } from "./library-targets.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { type DirPayload, managedBase, readPayloadDir } from "./payload-dir.ts";
 
@@ -85,6 +87,8 @@ export class Agent {
   private readonly seenRejections = new Set<string>();
   private readonly views = new Map<number, ProcessView>();
   private readonly inFlight = new Set<number>();
+  /** Library targets told to the gate, by mapped `dev:inode` (docs/agent.md). */
+  private readonly libraries = new Map<string, LibraryMark>();
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private gate: ChildProcess | undefined;
@@ -159,10 +163,13 @@ export class Agent {
           this.gateState = m.marked.length > 0 ? "on" : "failed";
           if (m.failed.length > 0) this.log(`exec gate: could not mark ${m.failed.join(", ")}`);
           this.sendTargets();
+          if (this.libraries.size > 0) g.send({ type: "libraries", libs: [...this.libraries.values()] });
           resolve();
         } else if (m.type === "parked") void this.onParked(m.pid, m.comm, m.parkedMs);
         else if (m.type === "error") this.log(`exec gate: pid ${m.pid}: ${m.message}`);
         else if (m.type === "released" && m.error) this.log(`exec gate: release ${m.pid}: ${m.error}`);
+        else if (m.type === "library")
+          this.log(`library gate: ${m.error ? `cannot mark ${m.file}: ${m.error}` : `marked ${m.file}`}`);
       });
       g.once("exit", (code, signal) => {
         this.gate = undefined;
@@ -178,6 +185,8 @@ export class Agent {
 
   private sendTargets(): void {
     const msg: ToGate = { type: "targets", buildIds: [...new Set(this.payloads.map((p) => p.target))] };
+    for (const [key, lib] of this.libraries)
+      if (!msg.buildIds.includes(lib.buildId)) this.libraries.delete(key);
     if (this.gate?.connected) this.gate.send(msg);
   }
 
@@ -234,6 +243,7 @@ export class Agent {
         continue;
       }
       const wanted = this.payloads.filter((p) => findMappedBuildId(pid, maps, p.target, this.cache));
+      if (wanted.length > 0) this.noteLibraries(pid, maps, wanted);
       let applied = new Set<string>();
       let managed: string[] = [];
       if (text.includes("xsplice-registry")) {
@@ -262,6 +272,14 @@ export class Agent {
     this.metrics.processesPatched = [...this.views.values()].filter(
       (v) => v.wanted.length > 0 && v.wanted.every((w) => v.applied.has(w.regName)),
     ).length;
+  }
+
+  private noteLibraries(pid: number, maps: ReturnType<typeof parseMaps>, wanted: DirPayload[]): void {
+    const targets = new Set(wanted.map((w) => w.target));
+    const found = libraryMappings(pid, maps, targets, this.cache, this.libraries);
+    for (const f of found) this.libraries.set(f.key, f.mark);
+    const msg: ToGate = { type: "libraries", libs: found.map((f) => f.mark) };
+    if (found.length > 0 && this.gate?.connected) this.gate.send(msg);
   }
 
   private async converge(pid: number, comm: string, wanted: DirPayload[]): Promise<void> {

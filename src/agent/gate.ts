@@ -19,8 +19,8 @@
  * process so that the agent may spawn workers (whose own `execve` the gate
  * must answer) without waiting on itself.
  *
- * Library targets are not gated here (a library is opened, not exec'd): a
- * process that maps one is converged by the agent's next scan.
+ * Library targets (a library is opened, not exec'd) are gated by the
+ * second fanotify group of `library-gate.ts`, which runs in this process too.
  */
 import { closeSync, fstatSync, read, readFileSync, writeSync } from "node:fs";
 import { XspliceError } from "../errors.ts";
@@ -28,17 +28,22 @@ import { FAN, fanotifyInit, fanotifyMark } from "../process/libc.ts";
 import { buildIdOfFd, createBuildIdCache } from "./build-id.ts";
 import { whenParentGone } from "./child-entry.ts";
 import { commOf } from "./discover.ts";
+import { LibraryGate, type LibraryGateEvent, type LibraryMark } from "./library-gate.ts";
 import { ExecParker, type Parked } from "./start-held.ts";
 
 /** Messages the agent sends the gate. */
-export type ToGate = { type: "targets"; buildIds: string[] } | { type: "release"; pid: number };
+export type ToGate =
+  | { type: "targets"; buildIds: string[] }
+  | { type: "release"; pid: number }
+  | { type: "libraries"; libs: LibraryMark[] };
 
 /** Messages the gate sends the agent. */
 export type FromGate =
   | { type: "ready"; marked: string[]; failed: string[] }
   | { type: "parked"; pid: number; comm: string; buildId: string; parkedMs: number }
   | { type: "released"; pid: number; error?: string }
-  | { type: "error"; pid: number; message: string };
+  | { type: "error"; pid: number; message: string }
+  | LibraryGateEvent;
 
 /** Filesystem types that hold no programs (or cannot be marked). */
 const PSEUDO = new Set([
@@ -166,6 +171,12 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
     }
   };
   const cache = createBuildIdCache(1024);
+  let libraries: LibraryGate | undefined;
+  try {
+    libraries = new LibraryGate(send, (pid) => parking.has(pid) || parked.has(pid));
+  } catch (err) {
+    send({ type: "error", pid: 0, message: `library gate: ${(err as Error).message}` });
+  }
 
   const respond = (fd: number, allow: boolean) => {
     const r = Buffer.alloc(8);
@@ -184,7 +195,7 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
         id = buildIdOfFd(evFd, Number(st.size)) ?? null;
         cache.set(key, id);
       }
-      if (id === null || !targets.has(id) || pid === process.pid) return;
+      if (id === null || !targets.has(id) || pid === process.pid || libraries?.holds(pid)) return;
       const t0 = performance.now();
       const parker = new ExecParker(pid, () => {
         answered = true;
@@ -217,10 +228,12 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
       for (let at = 0; at + FAN.EVENT_SIZE <= n; ) {
         const len = buf.readUInt32LE(at);
         const vers = buf.readUInt8(at + 4);
+        const mask = buf.readBigUInt64LE(at + 8);
         const fd = buf.readInt32LE(at + 16);
         const pid = buf.readInt32LE(at + 20);
         if (vers !== FAN.METADATA_VERSION || len < FAN.EVENT_SIZE) break;
-        if (fd >= 0) handle(fd, pid);
+        if (fd >= 0 && (mask & FAN.PERM_EVENTS) !== 0n) handle(fd, pid);
+        else if (fd >= 0) closeSync(fd); // not a permission event: nothing to answer
         at += len;
       }
       loop();
@@ -248,11 +261,26 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
     }
   };
   process.on("message", (m: ToGate) => {
-    if (m.type === "targets") targets = new Set(m.buildIds);
-    else if (m.type === "release") release(m.pid, performance.now());
+    if (m.type === "targets") {
+      targets = new Set(m.buildIds);
+      libraries?.setTargets(m.buildIds);
+    } else if (m.type === "libraries") libraries?.mark(m.libs);
+    else if (m.type === "release") {
+      try {
+        if (libraries?.release(m.pid)) {
+          send({ type: "released", pid: m.pid });
+          return;
+        }
+      } catch (err) {
+        send({ type: "released", pid: m.pid, error: String((err as Error).message) });
+        return;
+      }
+      release(m.pid, performance.now());
+    }
   });
   const onDisconnect = () => {
     // Never leave a parked process asleep: the agent is gone, so it starts as it is.
+    libraries?.shutdown();
     for (const p of parking.values()) p.parker.abandon();
     for (const p of parked.values()) {
       try {

@@ -25,7 +25,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
-import type { Regs } from "../arch/host.ts";
+import { BREAKPOINT, BREAKPOINT_PC_ADVANCE, PARK_LOOP, type Regs } from "../arch/host.ts";
 import { XspliceError } from "../errors.ts";
 import {
   PTRACE_EVENT,
@@ -44,7 +44,6 @@ import {
 } from "../process/libc.ts";
 import { readMaps } from "../process/maps.ts";
 import { readMemory, writeMemory } from "../process/memory.ts";
-import { BREAKPOINT, BREAKPOINT_PC_ADVANCE, PARK_LOOP } from "./_entry-park.ts";
 
 /** `AT_ENTRY` in the auxiliary vector (<elf.h>). */
 const AT_ENTRY = 9n;
@@ -100,7 +99,7 @@ function parentOf(pid: number): number {
 }
 
 /** The AT_ENTRY of `pid`, checked to lie (with the park loop after it) in an executable mapping of its program. */
-function entryOf(pid: number): bigint {
+export function entryOf(pid: number): bigint {
   const auxv = readFileSync(`/proc/${pid}/auxv`);
   let entry: bigint | undefined;
   for (let at = 0; at + 16 <= auxv.length; at += 16) {
@@ -127,7 +126,7 @@ function entryOf(pid: number): bigint {
  * Handle one wait status of `pid`: true when `want` accepts it; other
  * signals are delivered, other stops resumed; an exit is `ECHILD`.
  */
-function onStatus(
+export function onStatus(
   pid: number,
   st: WaitStatus,
   what: string,
@@ -227,29 +226,40 @@ export class ExecParker {
       return true;
     });
     if (!hit) return;
-    const entry = this.entry;
-    const original = this.original;
-    const saved: Regs = { ...regs!, rip: entry };
-    writeMemory(pid, entry, PARK_LOOP);
-    ptraceSetRegs(pid, saved);
-    ptraceDetach(pid, 0); // the SIGTRAP is not delivered: the program sleeps in the park loop
+    this.parkedAs = parkAt(pid, pid, this.entry, this.original, { ...regs!, rip: this.entry });
     this.phase = "parked";
-    let released = false;
-    this.parkedAs = {
-      entry,
-      release() {
-        if (released) return;
-        // A seize that fails (another tracer holds it) leaves it parked and untouched: retryable.
-        ptraceSeize(pid, 0);
-        released = true;
-        ptraceInterrupt(pid);
-        waitUntil(pid, "release", (x) => x.stop === "interrupt");
-        writeMemory(pid, entry, original);
-        ptraceSetRegs(pid, saved);
-        ptraceDetach(pid, 0);
-      },
-    };
   }
+}
+
+/**
+ * Park thread `tid` of process `pid`, in a ptrace stop now: `PARK_LOOP` goes at
+ * `entry` (whose bytes before any change were `original`), the thread is moved
+ * there and detached, asleep in `pause(2)`. `release()` seizes it again and
+ * puts the bytes and `saved` (every register it is to resume with) back. The
+ * caller has cleared anything else it set on the thread (debug registers).
+ */
+export function parkAt(pid: number, tid: number, entry: bigint, original: Uint8Array, saved: Regs): Parked {
+  writeMemory(pid, entry, PARK_LOOP);
+  ptraceSetRegs(tid, { ...saved, rip: entry });
+  ptraceDetach(tid, 0); // a pending SIGTRAP is not delivered: the thread sleeps in the park loop
+  let released = false;
+  return {
+    entry,
+    release() {
+      if (released) return;
+      // EXITKILL: a tracer killed half-way through kills the program rather than let it run
+      // from half-restored bytes or registers (e.g. the entry's own code, a second time).
+      // A seize that fails (another tracer holds it) leaves it parked and untouched: retryable.
+      ptraceSeize(tid, PTRACE_O.EXITKILL);
+      released = true;
+      ptraceInterrupt(tid);
+      waitUntil(tid, "release", (x) => x.stop === "interrupt");
+      // orig_rax of a breakpoint stop is -1, so the interrupted pause(2) is not restarted.
+      ptraceSetRegs(tid, saved);
+      writeMemory(pid, entry, original);
+      ptraceDetach(tid, 0);
+    },
+  };
 }
 
 /**

@@ -10,6 +10,7 @@ import { XspliceError } from "../errors.ts";
 
 export * from "./x86_64/inject-stub.ts";
 export * from "./x86_64/linux.ts";
+export * from "./x86_64/park.ts";
 export * from "./x86_64/regs.ts";
 
 /** `EOPNOTSUPP` unless xsplice runs on a machine whose process facts this build has (x86-64). */

@@ -16,7 +16,9 @@ import { errnoLabel, reportedErrno, XspliceError } from "../errors.ts";
 /** `PTRACE_*` request numbers. */
 export const PTRACE = {
   PEEKDATA: 2,
+  PEEKUSER: 3,
   POKEDATA: 5,
+  POKEUSER: 6,
   CONT: 7,
   SINGLESTEP: 9,
   GETREGS: 12,
@@ -345,6 +347,26 @@ export function ptracePoke(tid: number, addr: bigint, word: bigint): void {
     throw callError("ptrace(PTRACE_POKEDATA)", errno(), tid, `address 0x${addr.toString(16)}`);
 }
 
+/**
+ * `PTRACE_PEEKUSER`: the word at `offset` of the thread's `struct user` (e.g. a
+ * debug register). As with `ptracePeek`, errno is cleared first since -1 is a valid word.
+ */
+export function ptracePeekUser(tid: number, offset: bigint): bigint {
+  setErrno(0);
+  const r = ffi().ptraceInt(PTRACE.PEEKUSER, tid, offset, 0n) as number | bigint;
+  if (Number(r) === -1) {
+    const e = errno();
+    if (e !== 0) throw callError("ptrace(PTRACE_PEEKUSER)", e, tid, `offset ${offset}`);
+  }
+  return BigInt.asUintN(64, BigInt(r));
+}
+
+/** `PTRACE_POKEUSER`: write the word at `offset` of the thread's `struct user` (the kernel checks debug registers). */
+export function ptracePokeUser(tid: number, offset: bigint, word: bigint): void {
+  const r = ffi().ptraceInt(PTRACE.POKEUSER, tid, offset, BigInt.asUintN(64, word)) as number;
+  if (Number(r) === -1) throw callError("ptrace(PTRACE_POKEUSER)", errno(), tid, `offset ${offset}`);
+}
+
 /** How a waited-for thread changed state. */
 export type StopKind =
   /** A signal is about to be delivered; the tracer passes it on (or not) with the next restart. */
@@ -514,11 +536,16 @@ export function childrenCpuMs(): number {
 export const FAN = {
   CLOEXEC: 0x1,
   CLASS_CONTENT: 0x4,
+  /** Events name the thread (`pid` is a tid), not the thread group. */
+  REPORT_TID: 0x100,
   MARK_ADD: 0x1,
   MARK_REMOVE: 0x2,
   MARK_MOUNT: 0x10,
   MARK_FILESYSTEM: 0x100,
+  OPEN_PERM: 0x10000n,
   OPEN_EXEC_PERM: 0x40000n,
+  /** Every `*_PERM` event bit: only those events take a response. */
+  PERM_EVENTS: 0x70000n,
   ALLOW: 0x1,
   DENY: 0x2,
   /** `struct fanotify_event_metadata` size and `FANOTIFY_METADATA_VERSION`. */
