@@ -7,8 +7,12 @@
  *    `test/helpers/target.ts`); the inner `sh` reports its pid and waits on a
  *    pipe, is seized with `PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL`, is let go
  *    and `exec`s the program.
- * 2. At the exec stop only the kernel has run: a breakpoint goes at the ELF
- *    entry point (`AT_ENTRY`, checked to lie in the executable's code).
+ * 2. At the exec stop only the kernel has run: a hardware execute breakpoint
+ *    (debug register DR0 of this thread) goes at the ELF entry point
+ *    (`AT_ENTRY`, checked to lie in the executable's code). No byte changes
+ *    yet: a library constructor may fork, and its child, which runs on to the
+ *    entry untraced, must find the program's own code there (an `int3` in
+ *    memory killed it with SIGTRAP); debug registers are not inherited.
  * 3. The dynamic linker maps the libraries, runs their constructors and jumps
  *    to the entry: the breakpoint stops it. The entry's bytes become a loop
  *    that sleeps in `pause(2)` and the program is detached, parked there, so
@@ -25,7 +29,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
-import { BREAKPOINT, BREAKPOINT_PC_ADVANCE, PARK_LOOP, type Regs } from "../arch/host.ts";
+import { DR6_B0, DR7_EXEC_DR0, debugRegOffset, PARK_LOOP, type Regs } from "../arch/host.ts";
 import { XspliceError } from "../errors.ts";
 import {
   PTRACE_EVENT,
@@ -34,6 +38,8 @@ import {
   ptraceDetach,
   ptraceGetRegs,
   ptraceInterrupt,
+  ptracePeekUser,
+  ptracePokeUser,
   ptraceSeize,
   ptraceSetRegs,
   SIG,
@@ -44,6 +50,10 @@ import {
 } from "../process/libc.ts";
 import { readMaps } from "../process/maps.ts";
 import { readMemory, writeMemory } from "../process/memory.ts";
+
+/** How long `ExecParker.abandon` waits for the program's next stop. */
+const ABANDON_WAIT_MS = 50;
+const ABANDON_SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 /** `AT_ENTRY` in the auxiliary vector (<elf.h>). */
 const AT_ENTRY = 9n;
@@ -169,7 +179,6 @@ export interface Parked {
 export class ExecParker {
   private phase: "exec" | "entry" | "parked" = "exec";
   private entry = 0n;
-  private original: Uint8Array = new Uint8Array();
   private parkedAs: Parked | undefined;
 
   /** Seize `pid`, which is blocked before an `execve` that `letGo` lets go on. */
@@ -197,12 +206,42 @@ export class ExecParker {
     return this.parkedAs;
   }
 
-  /** Give up: detach (EXITKILL no longer applies) so the program goes on as it is. */
+  /**
+   * Give up: let the program go on as it is, untraced, its entry breakpoint
+   * disarmed (armed and untraced, it would die of SIGTRAP at its entry). It is
+   * interrupted if it runs and let go at its next stop, waited for at most
+   * `ABANDON_WAIT_MS`: longer, and it may be in a permission wait the caller's
+   * own event loop answers. One that does not stop by then stays traced
+   * (EXITKILL: it ends with the tracer rather than run on into a trap).
+   */
   abandon(): void {
+    if (this.phase === "parked") return;
     try {
-      ptraceDetach(this.pid, 0);
+      ptraceInterrupt(this.pid);
     } catch {
-      // not in a stop, or gone: killing is the caller's choice
+      return; // gone
+    }
+    const until = performance.now() + ABANDON_WAIT_MS;
+    for (;;) {
+      let st: WaitStatus;
+      try {
+        st = waitTid(this.pid, WAIT.WNOHANG);
+      } catch {
+        return; // reaped elsewhere, or gone
+      }
+      if (st.kind === "exited" || st.kind === "signaled") return;
+      if (st.kind === "stopped") {
+        const ours = st.stop === "signal-delivery" && st.sig === SIG.SIGTRAP && this.phase === "entry";
+        try {
+          ptracePokeUser(this.pid, debugRegOffset(7), 0n);
+          ptraceDetach(this.pid, st.stop === "signal-delivery" && !ours ? st.sig : 0);
+        } catch {
+          // gone between the wait and the detach
+        }
+        return;
+      }
+      if (performance.now() > until) return;
+      Atomics.wait(ABANDON_SLEEPER, 0, 0, 1);
     }
   }
 
@@ -211,8 +250,8 @@ export class ExecParker {
     if (this.phase === "exec") {
       if (!onStatus(pid, st, "exec", (x) => x.stop === "event" && x.event === PTRACE_EVENT.EXEC)) return;
       this.entry = entryOf(pid);
-      this.original = readMemory(pid, this.entry, PARK_LOOP.length);
-      writeMemory(pid, this.entry, BREAKPOINT);
+      ptracePokeUser(pid, debugRegOffset(0), this.entry);
+      ptracePokeUser(pid, debugRegOffset(7), DR7_EXEC_DR0);
       ptraceCont(pid, 0);
       this.phase = "entry";
       return;
@@ -221,12 +260,18 @@ export class ExecParker {
     const hit = onStatus(pid, st, "its entry point", (x) => {
       if (x.stop !== "signal-delivery" || x.sig !== SIG.SIGTRAP) return false;
       const r = ptraceGetRegs(pid);
-      if (r.rip !== this.entry + BREAKPOINT_PC_ADVANCE) return false;
+      // An execute breakpoint is a fault: rip is at the entry, its instruction not yet run.
+      if (r.rip !== this.entry || (ptracePeekUser(pid, debugRegOffset(6)) & DR6_B0) === 0n) return false;
       regs = r;
       return true;
     });
     if (!hit) return;
-    this.parkedAs = parkAt(pid, pid, this.entry, this.original, { ...regs!, rip: this.entry });
+    ptracePokeUser(pid, debugRegOffset(7), 0n);
+    ptracePokeUser(pid, debugRegOffset(6), 0n);
+    // Read at the entry stop, not at the exec stop: a constructor may have changed nothing here,
+    // but these are the bytes the release must put back whatever happened before.
+    const original = readMemory(pid, this.entry, PARK_LOOP.length);
+    this.parkedAs = parkAt(pid, pid, this.entry, original, regs!);
     this.phase = "parked";
   }
 }

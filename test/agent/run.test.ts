@@ -6,9 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { opensslKeyPair, tempDir, xsplice } from "../cli/_run.ts";
+import { compileC } from "../helpers/cc.ts";
 import { agentPayload, agentTarget, FIX_VALUE, OLD_VALUE } from "./_fixture.ts";
 
 let exe: string;
@@ -62,6 +63,36 @@ test("a refused payload (unsigned, signature required) keeps the program from st
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^xsplice: run \/bin\/sh: EKEYREJECTED: .*agent-fix\.xsplice: .*\n$/);
   assert.equal(existsSync(marker), false);
+});
+
+test("a library constructor that forks before the entry point: the child lives and runs main, the program is patched", async () => {
+  // The child is forked while the program is held on its way to the entry point. A breakpoint
+  // written into memory there would be the child's too (it dies of SIGTRAP: ctor_child=signal5);
+  // a debug register is the traced thread's alone.
+  const flags = ["-O2", "-g", "-flive-patching=inline-clone", "-Wl,--build-id"];
+  const lib = compileC({ sources: ["agent/libforker.c"], kind: "shared", flags, name: "libforker" });
+  const forking = compileC({
+    sources: ["agent/agent-target.c"],
+    kind: "exe",
+    flags: [...flags, "-fPIE", "-pie", "-Wl,--no-as-needed"],
+    libs: [lib, `-Wl,-rpath,${dirname(lib)}`],
+    name: "agent-target-forker",
+  });
+  const dir = join(tmp.dir, "forker");
+  mkdirSync(dir);
+  copyFileSync(agentPayload("fix.c", forking), join(dir, "agent-fix.xsplice"));
+  for (let i = 0; i < 3; i++) {
+    const r = await xsplice(["run", "--payloads", dir, "--", forking, "once"]);
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n");
+    // The child's main runs first (the parent waits for it in the constructor), unpatched: it did
+    // not exec, and \`run\` holds only the program it started (docs/agent.md).
+    assert.deepEqual(
+      lines,
+      [`first=${OLD_VALUE} old_calls=1`, `first=${FIX_VALUE} old_calls=0`, "ctor_child=exit0"],
+      `start ${i}`,
+    );
+  }
 });
 
 test("a command that does not exist is ENOENT", async () => {

@@ -1,17 +1,11 @@
 /**
  * The x86-64 code and registers xsplice uses to hold a program before its
  * own code runs (`src/agent/start-held.ts`, `src/agent/library-parker.ts`):
- * a software breakpoint to learn that the dynamic linker reached the entry,
- * a hardware execute breakpoint (debug registers) for a stop in the dynamic
- * linker without changing a byte, and a parking loop that sleeps in
- * `pause(2)` until xsplice puts the original bytes and registers back.
+ * a hardware execute breakpoint (debug registers, per thread, not inherited
+ * by a child) to stop at the entry point or in the dynamic linker without
+ * changing a byte, and a parking loop that sleeps in `pause(2)` until xsplice
+ * puts the original bytes and registers back.
  */
-
-/** `int3`: the breakpoint. A thread that hits it stops with SIGTRAP and rip one past it. */
-export const BREAKPOINT = Uint8Array.of(0xcc);
-
-/** Bytes a thread's rip is past the breakpoint's address when it reports the trap. */
-export const BREAKPOINT_PC_ADVANCE = 1n;
 
 /**
  * `mov eax, 34 (pause); syscall; jmp back`: a thread parked here sleeps (no
