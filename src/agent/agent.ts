@@ -30,6 +30,7 @@ import { commOf, findMappedBuildId, listPids } from "./discover.ts";
 import { WorkerPool } from "./fanout.ts";
 import type { FromGate, ToGate } from "./gate.ts";
 import type { JobPolicy, JobTiming } from "./jobs.ts";
+import { findLibraryFiles } from "./library-files.ts";
 import type { LibraryMark } from "./library-gate.ts";
 import { libraryMappings } from "./library-targets.ts";
 import { AgentMetrics } from "./metrics.ts";
@@ -220,6 +221,7 @@ export class Agent {
     this.metrics.payloads = payloads.length;
     this.metrics.rejected = rejected.length;
     this.sendTargets();
+    this.noteLibraryFiles();
   }
 
   private async scan(): Promise<void> {
@@ -272,6 +274,21 @@ export class Agent {
     this.metrics.processesPatched = [...this.views.values()].filter(
       (v) => v.wanted.length > 0 && v.wanted.every((w) => v.applied.has(w.regName)),
     ).length;
+  }
+
+  /** Library targets that no process maps yet, found from the payloads' hints (`library-files.ts`). */
+  private noteLibraryFiles(): void {
+    const found: { key: string; mark: LibraryMark }[] = [];
+    for (const p of this.payloads) {
+      if (p.libraryFile === undefined && p.librarySoname === undefined) continue;
+      const hints = { target: p.target, file: p.libraryFile, soname: p.librarySoname };
+      for (const f of findLibraryFiles(hints, this.cache, this.libraries)) {
+        this.libraries.set(f.key, f.mark);
+        found.push(f);
+      }
+    }
+    if (found.length > 0 && this.gate?.connected)
+      this.gate.send({ type: "libraries", libs: found.map((f) => f.mark) });
   }
 
   private noteLibraries(pid: number, maps: ReturnType<typeof parseMaps>, wanted: DirPayload[]): void {

@@ -30,15 +30,21 @@ import { dynamicLinkerOf, inLinkerCode } from "./dynamic-linker.ts";
 import { devString, LibraryParker } from "./library-parker.ts";
 import type { Parked } from "./start-held.ts";
 
-/** A library target mapped in a running process, as the agent tells the gate about it. */
-export interface LibraryMark {
-  /** The payload target's build-id (hex). */
-  buildId: string;
-  pid: number;
-  /** The offset-0 mapping of the library in `pid`. */
-  start: bigint;
-  end: bigint;
-}
+/**
+ * A library target as the agent tells the gate about it: mapped in a running
+ * process (`pid` and its offset-0 mapping), or a file no process maps yet
+ * (`path`, from the payload's hints, `library-files.ts`).
+ */
+export type LibraryMark =
+  | {
+      /** The payload target's build-id (hex). */
+      buildId: string;
+      pid: number;
+      /** The offset-0 mapping of the library in `pid`. */
+      start: bigint;
+      end: bigint;
+    }
+  | { buildId: string; path: string };
 
 /** What the library gate reports (a subset of the gate's `FromGate`). */
 export type LibraryGateEvent =
@@ -121,7 +127,10 @@ export class LibraryGate {
   /** Mark each library (checked again here: a regular ET_DYN file with that build-id, not the program). */
   mark(libs: readonly LibraryMark[]): void {
     for (const lib of libs) {
-      const file = `/proc/${lib.pid}/map_files/${lib.start.toString(16)}-${lib.end.toString(16)}`;
+      const file =
+        "path" in lib
+          ? lib.path
+          : `/proc/${lib.pid}/map_files/${lib.start.toString(16)}-${lib.end.toString(16)}`;
       let fd: number;
       try {
         fd = openSync(file, O_PATH | O_CLOEXEC);
@@ -138,8 +147,8 @@ export class LibraryGate {
         }
         if (!this.targets.has(lib.buildId)) throw new XspliceError("ENOENT", "no payload targets it");
         if (!st.isFile()) throw new XspliceError("EINVAL", "not a regular file");
-        const exe = statQuiet(`/proc/${lib.pid}/exe`);
-        if (exe && exe.ino === st.ino && exe.dev === st.dev)
+        const exe = "pid" in lib ? statQuiet(`/proc/${lib.pid}/exe`) : undefined;
+        if (exe && "pid" in lib && exe.ino === st.ino && exe.dev === st.dev)
           throw new XspliceError("EINVAL", `it is the program of process ${lib.pid}, not a library`);
         const rd = openSync(`/proc/self/fd/${fd}`, "r");
         let id: string | undefined;

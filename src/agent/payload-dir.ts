@@ -28,6 +28,9 @@ export interface DirPayload {
   regName: string;
   /** The file's identity when read, to notice a replacement (`dev:ino:mtime:size`). */
   stamp: string;
+  /** Where a library target may be found on disk (`.modinfo` `target-file=`, `target-soname=`). */
+  libraryFile?: string;
+  librarySoname?: string;
 }
 
 /**
@@ -91,7 +94,16 @@ export function readDirPayload(file: string, policy: JobPolicy): DirPayload {
   checkSignature(bytes, policy);
   const payload = readPayload(bytes, { maxSize: policy.maxSize });
   const target = hexBytes(payload.target);
-  return { file, name, bytes, target, stamp, regName: registryName(name, hexBytes(payload.buildId)) };
+  return {
+    file,
+    name,
+    bytes,
+    target,
+    stamp,
+    regName: registryName(name, hexBytes(payload.buildId)),
+    libraryFile: payload.metadata["target-file"],
+    librarySoname: payload.metadata["target-soname"],
+  };
 }
 
 /** Every payload of `dir`, and the files refused (each with its error). */

@@ -27,8 +27,9 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { archFor } from "../arch/index.ts";
-import { ET, nameOf, SHF, SHT, STT } from "../elf/defs.ts";
+import { ET, nameOf, PT, SHF, SHT, STT } from "../elf/defs.ts";
 import { LIVE_PATCHING_METADATA, livePatchingWarning } from "../elf/dwarf-producer.ts";
+import { sonameOf } from "../elf/dynamic.ts";
 import { type ElfFile, type ElfSymbol, type Rela, readElf, type Section } from "../elf/index.ts";
 import { XspliceError } from "../errors.ts";
 import { hexBytes } from "../hex.ts";
@@ -180,6 +181,22 @@ export function readTarget(path: string): Target {
   // loader would find at run time anyway (SPEC §2).
   const table = elf.symbols().length > 0 ? elf.symbols() : elf.dynamicSymbols();
   return { path, elf, buildId, symbols: new TargetSymbols(table) };
+}
+
+/**
+ * For a shared-library target, where its file was found at build time and
+ * its `DT_SONAME`: the agent's way to the library's inode before any process
+ * maps it (docs/agent.md). Hints only: whatever file they lead to is used
+ * only if its build-id is the target's. An executable (`PT_INTERP`, no
+ * soname) records nothing.
+ */
+function libraryFacts(target: Target): string[] {
+  const soname = sonameOf(target.elf);
+  const interp = target.elf.programHeaders.some((ph) => ph.type === PT.INTERP);
+  if (target.elf.header.type !== ET.DYN || (interp && soname === undefined)) return [];
+  const facts = [`target-file=${resolve(target.path)}`];
+  if (soname !== undefined) facts.push(`target-soname=${soname}`);
+  return facts;
 }
 
 /** `.xsplice.depends` for a payload stacked on `path`: that payload's own build-id (SPEC §4). */
@@ -505,6 +522,7 @@ export function linkPayload(inputs: LinkInputs): BuildResult {
   // What the target's DWARF says of -flive-patching, carried in the payload for a target that
   // runs stripped: the loader cannot read it from the object as mapped (SPEC §12).
   const facts = livePatchingWarning(target.elf, target.path) === undefined ? [LIVE_PATCHING_METADATA] : [];
+  facts.push(...libraryFacts(target));
   const gen = join(tmp, "xsplice-notes.s");
   writeFileSync(
     gen,

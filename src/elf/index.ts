@@ -1,5 +1,6 @@
 /** The ELF toolkit: constants, a zero-copy bounds-checked ELF64 reader, and a relocatable-object writer. */
 export * from "./defs.ts";
+export * from "./dynamic.ts";
 export * from "./file.ts";
 export * from "./header.ts";
 export * from "./indices.ts";

@@ -9,31 +9,23 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, renameSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { createBuildIdCache } from "../../src/agent/build-id.ts";
+import { libraryMappings } from "../../src/agent/library-targets.ts";
 import { entryOf } from "../../src/agent/start-held.ts";
 import { PARK_LOOP } from "../../src/arch/host.ts";
+import { readElf } from "../../src/elf/index.ts";
+import { hexBytes } from "../../src/hex.ts";
+import { readPayload } from "../../src/payload/index.ts";
+import { readMaps } from "../../src/process/maps.ts";
 import { readMemory } from "../../src/process/memory.ts";
 import { tempDir } from "../cli/_run.ts";
-import { compileC } from "../helpers/cc.ts";
 import { startTarget, type Target } from "../helpers/target.ts";
-import { type SpawnedAgent, spawnAgent, until } from "./_agent.ts";
+import { runOnce, type SpawnedAgent, spawnAgent, until } from "./_agent.ts";
 import { agentPayload } from "./_fixture.ts";
-
-/** lib_answer(1) unpatched, and with lib-fix.c applied. */
-const OLD = 7;
-const FIXED = 1007;
-
-/** SPEC §12 flags of a live-patchable object. */
-const FLAGS = [
-  "-O2",
-  "-g",
-  "-flive-patching=inline-clone",
-  "-fno-omit-frame-pointer",
-  "-fcf-protection=full",
-  "-Wl,--build-id",
-];
+import { FIXED, libraryFixtures, mapsFile, OLD, threads } from "./_library.ts";
 
 let lib: string;
 let user: string;
@@ -43,13 +35,6 @@ let serving: Target | undefined;
 const targets: Target[] = [];
 const tmp = tempDir("libgate");
 
-/** `exe once`'s output (it exits by itself). */
-function once(exe: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    execFile(exe, ["once"], { timeout: 30_000 }, (err, out) => (err ? reject(err) : resolve(out))),
-  );
-}
-
 async function value(t: Target): Promise<number> {
   const from = t.lines.length;
   t.send("x");
@@ -57,41 +42,8 @@ async function value(t: Target): Promise<number> {
   return Number(m?.[1]);
 }
 
-/** Every thread of `pid`: its TracerPid and state letter. */
-function threads(pid: number): { tid: number; tracer: number; state: string }[] {
-  return readdirSync(`/proc/${pid}/task`).map((t) => {
-    const s = readFileSync(`/proc/${pid}/task/${t}/status`, "utf8");
-    return {
-      tid: Number(t),
-      tracer: Number(/^TracerPid:\s+(\d+)/m.exec(s)?.[1]),
-      state: /^State:\s+(\S)/m.exec(s)?.[1] ?? "?",
-    };
-  });
-}
-
-function mapsLib(pid: number): boolean {
-  const ino = statSync(lib).ino;
-  return readFileSync(`/proc/${pid}/maps`, "utf8")
-    .split("\n")
-    .some((l) => l.split(/\s+/)[4] === String(ino));
-}
-
 before(async () => {
-  lib = compileC({ sources: ["agent/libanswer.c"], kind: "shared", flags: FLAGS, name: "libanswer" });
-  user = compileC({
-    sources: ["agent/lib-user.c"],
-    kind: "exe",
-    flags: [...FLAGS, "-fPIE", "-pie"],
-    libs: [lib],
-    name: "lib-user",
-  });
-  opener = compileC({
-    sources: ["agent/lib-dlopen.c"],
-    kind: "exe",
-    flags: [...FLAGS, "-fPIE", "-pie"],
-    libs: ["-ldl", "-lpthread"],
-    name: "lib-dlopen",
-  });
+  ({ lib, user, opener } = libraryFixtures());
   const fix = agentPayload("lib-fix.c", lib);
   const dir = join(tmp.dir, "payloads");
   const state = join(tmp.dir, "state");
@@ -126,20 +78,40 @@ after(async () => {
   }
 });
 
+test("a library target mapped in a running process is found through that process (payloads without file hints)", () => {
+  const target = hexBytes(readPayload(readFileSync(agentPayload("lib-fix.c", lib))).target);
+  const found = libraryMappings(
+    serving!.pid,
+    readMaps(serving!.pid),
+    new Set([target]),
+    createBuildIdCache(),
+    new Set(),
+  );
+  assert.equal(found.length, 1);
+  const m = found[0]!.mark;
+  assert.ok("pid" in m && m.pid === serving!.pid && m.buildId === target);
+  // And never the process's own program, though it has a build-id too.
+  const exe = hexBytes(readElf(readFileSync(user)).buildId()!);
+  assert.deepEqual(
+    libraryMappings(serving!.pid, readMaps(serving!.pid), new Set([exe]), createBuildIdCache(), new Set()),
+    [],
+  );
+});
+
 test("20 new processes that link the library at start-up run only the patched version", async () => {
   for (let i = 0; i < 20; i++)
-    assert.equal(await once(user), `first=${FIXED} old_calls=0\n`, `start ${i}: ${agent?.stderr()}`);
+    assert.equal(await runOnce(user), `first=${FIXED} old_calls=0\n`, `start ${i}: ${agent?.stderr()}`);
 });
 
 test("a library dlopened after the agent started answers patched on the first call after dlopen", async () => {
   const t = await startTarget(opener, [lib]);
   targets.push(t);
-  assert.equal(mapsLib(t.pid), false, "the library is not mapped before dlopen");
+  assert.equal(mapsFile(t.pid, lib), false, "the library is not mapped before dlopen");
   const from = t.lines.length;
   t.send("go");
   const line = await t.waitFor(/^(first=|dlopen:)/, { from });
   assert.equal(line, `first=${FIXED} old_calls=0`, agent?.stderr());
-  assert.equal(mapsLib(t.pid), true);
+  assert.equal(mapsFile(t.pid, lib), true);
   // Released: the ELF entry holds its own bytes again, not the park loop.
   const entry = entryOf(t.pid);
   assert.notDeepEqual(readMemory(t.pid, entry, PARK_LOOP.length), PARK_LOOP);

@@ -225,3 +225,11 @@ export function nmDefined(
       return { name: name!, kind: kind!, value: BigInt(`0x${value || "0"}`) };
     });
 }
+
+/** `readelf -dW`: the library soname, or undefined when there is none (or no dynamic section). */
+export function readelfSoname(file: string): string | undefined {
+  const out = tool("readelf", ["-dW", file]);
+  if (/There is no dynamic section/.test(out)) return undefined;
+  if (!/Dynamic section at offset/.test(out)) throw new Error(`readelf -dW ${file}: unexpected output`);
+  return /\(SONAME\)\s+Library soname: \[(.*)\]$/m.exec(out)?.[1];
+}

@@ -21,6 +21,7 @@ import {
   STB,
   STT,
   STV,
+  sonameOf,
 } from "../../src/elf/index.ts";
 import { compileC } from "../helpers/cc.ts";
 import {
@@ -30,6 +31,7 @@ import {
   readelfRelocs,
   readelfSections,
   readelfSegments,
+  readelfSoname,
   readelfSymbols,
 } from "./_readelf.ts";
 
@@ -72,6 +74,16 @@ const FIXTURES: Array<{ label: string; path: () => string }> = [
         kind: "shared",
         flags: ["-O2", "-Wl,--build-id=sha1"],
         name: "elf-lib",
+      }),
+  },
+  {
+    label: "shared library with a soname",
+    path: () =>
+      compileC({
+        sources: ["elf/lib.c"],
+        kind: "shared",
+        flags: ["-O2", "-Wl,--build-id=sha1", "-Wl,-soname,libelf-lib.so.1"],
+        name: "elf-lib-soname",
       }),
   },
   {
@@ -278,6 +290,10 @@ for (const fx of FIXTURES) {
           allocated.map((n) => [n.name, n.type, hex(n.desc)]).sort(),
         );
       }
+    });
+
+    test("DT_SONAME", () => {
+      assert.equal(sonameOf(load()), readelfSoname(file));
     });
 
     test("program headers", () => {
