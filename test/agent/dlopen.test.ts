@@ -9,8 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, renameSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync, statSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { createBuildIdCache } from "../../src/agent/build-id.ts";
 import { libraryMappings } from "../../src/agent/library-targets.ts";
@@ -23,9 +22,9 @@ import { readMaps } from "../../src/process/maps.ts";
 import { readMemory } from "../../src/process/memory.ts";
 import { tempDir } from "../cli/_run.ts";
 import { startTarget, type Target } from "../helpers/target.ts";
-import { runOnce, type SpawnedAgent, spawnAgent, until } from "./_agent.ts";
+import { runOnce, type SpawnedAgent, until } from "./_agent.ts";
 import { agentPayload } from "./_fixture.ts";
-import { FIXED, libraryFixtures, mapsFile, OLD, threads } from "./_library.ts";
+import { endLibraryTest, FIXED, libraryAgent, libraryFixtures, mapsFile, OLD, threads } from "./_library.ts";
 
 let lib: string;
 let user: string;
@@ -44,39 +43,21 @@ async function value(t: Target): Promise<number> {
 
 before(async () => {
   ({ lib, user, opener } = libraryFixtures());
-  const fix = agentPayload("lib-fix.c", lib);
-  const dir = join(tmp.dir, "payloads");
-  const state = join(tmp.dir, "state");
-  mkdirSync(dir);
-  mkdirSync(state);
   // A running process that maps the library: where the agent finds the library target's inode.
   serving = await startTarget(user);
   targets.push(serving);
   assert.match(serving.readyLine, new RegExp(`first=${OLD}$`));
-  // Its own process group, so that the end can wait for its gate and workers to be gone too.
-  agent = spawnAgent(dir, state, [], { ownGroup: true });
-  await agent.ready;
-  copyFileSync(fix, join(dir, ".lib-fix.tmp"));
-  renameSync(join(dir, ".lib-fix.tmp"), join(dir, "lib-fix.xsplice"));
-  const a = agent;
+  const started = await libraryAgent(tmp.dir, lib);
+  const a = started.agent;
+  agent = a;
+  started.installFix();
   await until("the running process patched", async () => (await value(serving!)) === FIXED, a);
   await until("the library marked", () => /library gate: marked /.test(a.stderr()), a, 10_000).catch((e) => {
     throw new Error(`${e.message}: ${a.stderr()}`);
   });
 });
 
-after(async () => {
-  try {
-    await agent?.stop().catch(() => undefined);
-    // Its gate too: a gate whose fanotify reads no event ends must still exit (gate.ts exitWithoutJoin).
-    const a = agent;
-    if (a)
-      await until("the agent's gate and workers gone", () => a.groupLeft().length === 0, undefined, 20_000);
-  } finally {
-    await Promise.all(targets.map((t) => t.kill()));
-    tmp.remove();
-  }
-});
+after(() => endLibraryTest(agent, targets, tmp));
 
 test("a library target mapped in a running process is found through that process (payloads without file hints)", () => {
   const target = hexBytes(readPayload(readFileSync(agentPayload("lib-fix.c", lib))).target);

@@ -7,15 +7,15 @@
  * start-up or by `dlopen` — runs only the patched version.
  */
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, readFileSync, renameSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { after, before, test } from "node:test";
 import { readPayload } from "../../src/payload/index.ts";
 import { tempDir } from "../cli/_run.ts";
 import { startTarget, type Target } from "../helpers/target.ts";
-import { runOnce, type SpawnedAgent, spawnAgent, until } from "./_agent.ts";
+import { runOnce, type SpawnedAgent, until } from "./_agent.ts";
 import { agentPayload } from "./_fixture.ts";
-import { FIXED, libraryFixtures, mapsFile, threads } from "./_library.ts";
+import { endLibraryTest, FIXED, libraryAgent, libraryFixtures, mapsFile, threads } from "./_library.ts";
 
 let lib: string;
 let user: string;
@@ -26,17 +26,14 @@ const tmp = tempDir("libfile");
 
 before(async () => {
   ({ lib, user, opener } = libraryFixtures());
-  const fix = agentPayload("lib-fix.c", lib);
-  assert.equal(readPayload(readFileSync(fix)).metadata["target-file"], resolve(lib));
-  const dir = join(tmp.dir, "payloads");
-  const state = join(tmp.dir, "state");
-  mkdirSync(dir);
-  mkdirSync(state);
-  agent = spawnAgent(dir, state, [], { ownGroup: true });
-  await agent.ready;
-  copyFileSync(fix, join(dir, ".lib-fix.tmp"));
-  renameSync(join(dir, ".lib-fix.tmp"), join(dir, "lib-fix.xsplice"));
-  const a = agent;
+  assert.equal(
+    readPayload(readFileSync(agentPayload("lib-fix.c", lib))).metadata["target-file"],
+    resolve(lib),
+  );
+  const started = await libraryAgent(tmp.dir, lib);
+  const a = started.agent;
+  agent = a;
+  started.installFix();
   // Marked through its file (the path the payload names), not through a process's map_files.
   const marked = `library gate: marked ${resolve(lib)}`;
   await until("the library file marked", () => a.stderr().includes(marked), a, 10_000).catch((e) => {
@@ -44,17 +41,7 @@ before(async () => {
   });
 });
 
-after(async () => {
-  try {
-    await agent?.stop().catch(() => undefined);
-    const a = agent;
-    if (a)
-      await until("the agent's gate and workers gone", () => a.groupLeft().length === 0, undefined, 20_000);
-  } finally {
-    await Promise.all(targets.map((t) => t.kill()));
-    tmp.remove();
-  }
-});
+after(() => endLibraryTest(agent, targets, tmp));
 
 test("the first processes that link the library run only the patched version", async () => {
   for (let i = 0; i < 5; i++)
