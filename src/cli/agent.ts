@@ -8,6 +8,7 @@ import { appendFileSync } from "node:fs";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Agent } from "../agent/agent.ts";
+import { lockHost } from "../agent/host-lock.ts";
 import { serveMetrics, serveStatus } from "../agent/status-server.ts";
 import { concurrencyOf } from "./all.ts";
 import { retryForOf, timeoutOf } from "./apply.ts";
@@ -46,6 +47,8 @@ export const agentCommand: Command = {
     const auditFile = typeof v["audit"] === "string" ? v["audit"] : undefined;
     const rescanMs =
       typeof v["rescan"] === "string" && /^\d+$/.test(v["rescan"]) ? Number(v["rescan"]) : undefined;
+    // Before anything is touched: a second agent would revert what the first one applies.
+    const hostLock = lockHost();
     const agent = new Agent({
       dir,
       policy: {
@@ -74,6 +77,7 @@ export const agentCommand: Command = {
     status.close();
     metrics?.close();
     await agent.stop();
+    hostLock.release();
     return { json: { stopped: true }, text: "" };
   },
 };

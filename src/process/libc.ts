@@ -24,6 +24,7 @@ export const PTRACE = {
   GETREGS: 12,
   SETREGS: 13,
   DETACH: 17,
+  SETOPTIONS: 0x4200,
   GETEVENTMSG: 0x4201,
   GETSIGINFO: 0x4202,
   GETREGSET: 0x4204,
@@ -37,6 +38,7 @@ export const PTRACE = {
 
 /** `PTRACE_O_*` options for `PTRACE_SEIZE`. */
 export const PTRACE_O = {
+  TRACEFORK: 0x2,
   TRACECLONE: 0x8,
   TRACEEXEC: 0x10,
   EXITKILL: 0x100000,
@@ -128,6 +130,7 @@ interface LibcBinding {
   getrusage: CFunction;
   fanotifyInit: CFunction;
   fanotifyMark: CFunction;
+  flock: CFunction;
 }
 
 let binding: LibcBinding | undefined;
@@ -170,6 +173,7 @@ function bind(): LibcBinding {
     setpriority: lib.func("int setpriority(int which, int who, int prio)"),
     getrusage: lib.func("getrusage", "int", ["int", "void *"]),
     fanotifyInit: lib.func("int fanotify_init(unsigned int flags, unsigned int event_f_flags)"),
+    flock: lib.func("int flock(int fd, int operation)"),
     fanotifyMark: lib.func(
       "int fanotify_mark(int fd, unsigned int flags, uint64_t mask, int dirfd, const char *path)",
     ),
@@ -202,6 +206,11 @@ function ptraceBuf(req: number, tid: number, addr: bigint, data: Buffer): void {
 /** `PTRACE_SEIZE`: attach without stopping the thread (it keeps running until interrupted). */
 export function ptraceSeize(tid: number, options: number): void {
   ptraceInt(PTRACE.SEIZE, tid, 0n, BigInt(options));
+}
+
+/** `PTRACE_SETOPTIONS`: replace the `PTRACE_O_*` options of a thread in a ptrace stop. */
+export function ptraceSetOptions(tid: number, options: number): void {
+  ptraceInt(PTRACE.SETOPTIONS, tid, 0n, BigInt(options));
 }
 
 /** `PTRACE_INTERRUPT`: ask a seized thread to stop; it reports `PTRACE_EVENT_STOP` (no signal is sent). */
@@ -552,6 +561,20 @@ export const FAN = {
   EVENT_SIZE: 24,
   METADATA_VERSION: 3,
 } as const;
+
+/**
+ * `flock(fd, LOCK_EX | LOCK_NB)`: true when this process now holds the lock,
+ * false when another holds it (EWOULDBLOCK). The kernel drops it when the
+ * last descriptor of the open file closes — at the holder's death, however it dies.
+ */
+export function tryLockExclusive(fd: number): boolean {
+  const LOCK_EX = 2;
+  const LOCK_NB = 4;
+  if ((ffi().flock(fd, LOCK_EX | LOCK_NB) as number) === 0) return true;
+  const e = errno();
+  if (e === osConstants.errno.EWOULDBLOCK) return false;
+  throw callError("flock", e);
+}
 
 /** `fanotify_init(flags, O_RDONLY | O_CLOEXEC)`: a descriptor for permission events. Needs CAP_SYS_ADMIN. */
 export function fanotifyInit(flags: number): number {

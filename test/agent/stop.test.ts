@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, copyFileSync, mkdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { tempDir } from "../cli/_run.ts";
+import { tempDir, xsplice } from "../cli/_run.ts";
 import { runOnce, spawnAgent, until } from "./_agent.ts";
 import { agentPayload, agentTarget, FIX_VALUE } from "./_fixture.ts";
 
@@ -55,5 +55,37 @@ test("SIGTERM ends the agent, its gate and its workers with no exec on the gated
     await until("the agent's gate and workers gone", () => agent.groupLeft().length === 0);
   } finally {
     await agent.kill();
+  }
+});
+
+test("a second agent on the host is refused with EBUSY naming the first, which serves on; after it, one starts", async () => {
+  const dirs = ["d1", "s1", "d2", "s2"].map((n) => join(tmp.dir, n));
+  for (const d of dirs) mkdirSync(d);
+  const first = spawnAgent(dirs[0]!, dirs[1]!, [], { ownGroup: true, gateMount: quiet });
+  try {
+    await first.ready;
+    const second = await xsplice([
+      "agent",
+      "--dir",
+      dirs[2]!,
+      "--socket",
+      join(dirs[3]!, "agent.sock"),
+      "--no-gate",
+    ]);
+    assert.equal(second.status, 2, second.stderr); // EBUSY: the exit status of a busy target (docs/spec.md: 2 is worth retrying)
+    assert.equal(
+      second.stderr,
+      `xsplice: agent: EBUSY: another xsplice agent (pid ${first.child.pid}) holds /run/xsplice/agent.lock: one agent per host, since each reverts the payloads the other applied\n`,
+    );
+    assert.ok(first.child.exitCode === null, "the first agent still runs");
+  } finally {
+    assert.equal(await first.stop(), 0);
+  }
+  // The lock went with the first agent (as it would with a SIGKILL: the kernel drops it).
+  const next = spawnAgent(dirs[2]!, dirs[3]!, [], { ownGroup: true, gateMount: quiet });
+  try {
+    await next.ready;
+  } finally {
+    assert.equal(await next.stop(), 0);
   }
 });
