@@ -142,7 +142,9 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
     for (const [pid, p] of parking) {
       try {
         const done = p.parker.poll();
-        if (done) {
+        if (done === "let-go")
+          parking.delete(pid); // exec'd a program that is no target: untraced
+        else if (done) {
           parking.delete(pid);
           parked.set(pid, done);
           send({ type: "parked", pid, comm: commOf(pid), buildId: p.id, parkedMs: performance.now() - p.t0 });
@@ -158,6 +160,8 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
       } catch (err) {
         parking.delete(pid);
         p.parker.abandon();
+        // A forked child that simply ends before the entry is no error of anyone's.
+        if (p.parker.forked && err instanceof XspliceError && err.errno === "ECHILD") continue;
         send({
           type: "error",
           pid,
@@ -195,12 +199,30 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
         id = buildIdOfFd(evFd, Number(st.size)) ?? null;
         cache.set(key, id);
       }
+      const tracked = parking.get(pid);
+      if (tracked) {
+        // Traced here already (a child forked before its entry, or a program exec'ing again
+        // before it): its parker holds it for the new program or lets it go.
+        tracked.parker.willExec(id !== null && targets.has(id));
+        return;
+      }
       if (id === null || !targets.has(id) || pid === process.pid || libraries?.holds(pid)) return;
       const t0 = performance.now();
-      const parker = new ExecParker(pid, () => {
-        answered = true;
-        respond(evFd, true);
-      });
+      const track = (parker: ExecParker) => {
+        parking.set(parker.pid, { parker, t0: performance.now(), id: id! });
+        if (!polling) {
+          polling = true;
+          setImmediate(pollParking);
+        }
+      };
+      const parker = new ExecParker(
+        pid,
+        () => {
+          answered = true;
+          respond(evFd, true);
+        },
+        track,
+      );
       parking.set(pid, { parker, t0, id });
       if (!polling) {
         polling = true;

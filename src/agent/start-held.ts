@@ -36,11 +36,13 @@ import {
   PTRACE_O,
   ptraceCont,
   ptraceDetach,
+  ptraceGetEventMsg,
   ptraceGetRegs,
   ptraceInterrupt,
   ptracePeekUser,
   ptracePokeUser,
   ptraceSeize,
+  ptraceSetOptions,
   ptraceSetRegs,
   SIG,
   signalName,
@@ -177,23 +179,53 @@ export interface Parked {
  * the kernel opens inside the same `execve`).
  */
 export class ExecParker {
-  private phase: "exec" | "entry" | "parked" = "exec";
+  private phase: "exec" | "fork-start" | "entry" | "parked" | "let-go" = "exec";
   private entry = 0n;
   private parkedAs: Parked | undefined;
+  /** A child forked before the entry (`onFork`), not a process the gate seized at its exec. */
+  readonly forked: boolean;
+  /** What the gate learnt of an `execve` this traced process is in: is the new program a target? */
+  private nextExecIsTarget: boolean | undefined;
 
-  /** Seize `pid`, which is blocked before an `execve` that `letGo` lets go on. */
+  /**
+   * Seize `pid`, which is blocked before an `execve` that `letGo` lets go on.
+   * With `onFork`, a child the program forks on its way to the entry (a
+   * library constructor's) is traced too and handed to `onFork` as a parker
+   * of its own, to be parked at the same entry: it runs the program's `main`
+   * as well, and must not run it unpatched.
+   */
   constructor(
     readonly pid: number,
-    letGo: () => void,
+    letGo: (() => void) | undefined,
+    private readonly onFork?: (child: ExecParker) => void,
+    forkedAt?: bigint,
   ) {
+    this.forked = forkedAt !== undefined;
+    if (forkedAt !== undefined) {
+      // Traced already (PTRACE_O_TRACEFORK attached it); its first stop is still to come.
+      this.entry = forkedAt;
+      this.phase = "fork-start";
+      return;
+    }
     ptraceSeize(pid, PTRACE_O.TRACEEXEC | PTRACE_O.EXITKILL);
-    letGo();
+    letGo?.();
   }
 
-  /** Handle what the program reported (without blocking); the parked program once it is. */
-  poll(): Parked | undefined {
+  /**
+   * The gate saw this (traced) process `execve` a file, and whether that file
+   * is a payload's target: at the exec stop it is held again for the new
+   * program, or let go. Told before the exec stop can come (the gate answers
+   * the permission event the `execve` waits on after telling).
+   */
+  willExec(isTarget: boolean): void {
+    this.nextExecIsTarget = isTarget;
+  }
+
+  /** Handle what the program reported (without blocking): parked, let go (untraced), or not yet. */
+  poll(): Parked | "let-go" | undefined {
     for (;;) {
       if (this.parkedAs) return this.parkedAs;
+      if (this.phase === "let-go") return "let-go";
       const st = waitTid(this.pid, WAIT.WNOHANG);
       if (st.kind === "none") return undefined;
       this.onWait(st);
@@ -202,7 +234,11 @@ export class ExecParker {
 
   /** Block until parked. */
   finish(): Parked {
-    while (!this.parkedAs) this.onWait(waitTid(this.pid));
+    while (!this.parkedAs) {
+      if (this.phase === "let-go")
+        throw new XspliceError("ECHILD", `process ${this.pid} exec'd a program that is not a target`);
+      this.onWait(waitTid(this.pid));
+    }
     return this.parkedAs;
   }
 
@@ -245,15 +281,50 @@ export class ExecParker {
     }
   }
 
+  /** At the stop of a new program's exec: hold it for its entry (DR0), forks traced if asked. */
+  private armEntry(): void {
+    const pid = this.pid;
+    this.entry = entryOf(pid);
+    if (this.onFork) ptraceSetOptions(pid, PTRACE_O.TRACEEXEC | PTRACE_O.EXITKILL | PTRACE_O.TRACEFORK);
+    ptracePokeUser(pid, debugRegOffset(0), this.entry);
+    ptracePokeUser(pid, debugRegOffset(7), DR7_EXEC_DR0);
+    ptraceCont(pid, 0);
+    this.phase = "entry";
+  }
+
   private onWait(st: WaitStatus): void {
     const pid = this.pid;
     if (this.phase === "exec") {
       if (!onStatus(pid, st, "exec", (x) => x.stop === "event" && x.event === PTRACE_EVENT.EXEC)) return;
-      this.entry = entryOf(pid);
+      this.armEntry();
+      return;
+    }
+    if (this.phase === "fork-start") {
+      // The first stop of a child attached at its fork (debug registers are not inherited).
+      if (!onStatus(pid, st, "its first stop", () => true)) return;
       ptracePokeUser(pid, debugRegOffset(0), this.entry);
       ptracePokeUser(pid, debugRegOffset(7), DR7_EXEC_DR0);
       ptraceCont(pid, 0);
       this.phase = "entry";
+      return;
+    }
+    if (st.kind === "stopped" && st.stop === "event" && st.event === PTRACE_EVENT.FORK && this.onFork) {
+      const child = Number(ptraceGetEventMsg(pid));
+      this.onFork(new ExecParker(child, undefined, this.onFork, this.entry));
+      ptraceCont(pid, 0);
+      return;
+    }
+    if (st.kind === "stopped" && st.stop === "event" && st.event === PTRACE_EVENT.EXEC) {
+      // It exec'd again before its entry (a constructor's execve, or a traced child's): the old
+      // entry is gone with the old program. Hold the new one if it is a target, else let it go.
+      if (this.nextExecIsTarget === false) {
+        ptracePokeUser(pid, debugRegOffset(7), 0n);
+        ptraceDetach(pid, 0);
+        this.phase = "let-go";
+        return;
+      }
+      this.nextExecIsTarget = undefined;
+      this.armEntry();
       return;
     }
     let regs: Regs | undefined;

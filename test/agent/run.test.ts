@@ -6,11 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { opensslKeyPair, tempDir, xsplice } from "../cli/_run.ts";
-import { compileC } from "../helpers/cc.ts";
 import { agentPayload, agentTarget, FIX_VALUE, OLD_VALUE } from "./_fixture.ts";
+import { forkerFixture } from "./_library.ts";
 
 let exe: string;
 const tmp = tempDir("run");
@@ -69,15 +69,7 @@ test("a library constructor that forks before the entry point: the child lives a
   // The child is forked while the program is held on its way to the entry point. A breakpoint
   // written into memory there would be the child's too (it dies of SIGTRAP: ctor_child=signal5);
   // a debug register is the traced thread's alone.
-  const flags = ["-O2", "-g", "-flive-patching=inline-clone", "-Wl,--build-id"];
-  const lib = compileC({ sources: ["agent/libforker.c"], kind: "shared", flags, name: "libforker" });
-  const forking = compileC({
-    sources: ["agent/agent-target.c"],
-    kind: "exe",
-    flags: [...flags, "-fPIE", "-pie", "-Wl,--no-as-needed"],
-    libs: [lib, `-Wl,-rpath,${dirname(lib)}`],
-    name: "agent-target-forker",
-  });
+  const forking = forkerFixture();
   const dir = join(tmp.dir, "forker");
   mkdirSync(dir);
   copyFileSync(agentPayload("fix.c", forking), join(dir, "agent-fix.xsplice"));
@@ -86,7 +78,7 @@ test("a library constructor that forks before the entry point: the child lives a
     assert.equal(r.status, 0, r.stderr);
     const lines = r.stdout.trim().split("\n");
     // The child's main runs first (the parent waits for it in the constructor), unpatched: it did
-    // not exec, and \`run\` holds only the program it started (docs/agent.md).
+    // not exec, and `run` does not trace forks (the agent does: fork.test.ts; docs/agent.md).
     assert.deepEqual(
       lines,
       [`first=${OLD_VALUE} old_calls=1`, `first=${FIX_VALUE} old_calls=0`, "ctor_child=exit0"],
