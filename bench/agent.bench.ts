@@ -91,12 +91,16 @@ const bench: Bench = async () => {
           ` mean added ${addedMean.toFixed(1)} ms = exec event->parked ${park.toFixed(1)}` +
           ` + held ${hold.toFixed(1)} (worker converge ${converge.toFixed(1)}, agent and IPC ${(hold - converge).toFixed(1)})` +
           ` + rest (release, other execs' gate answers) ${(addedMean - park - hold).toFixed(1)};` +
-          ` ${n} parked, ${applies} applies`,
+          ` ${n} parked, ${applies} applies;` +
+          ` ${c1["xsplice_scans_total"]! - c0["xsplice_scans_total"]!} scans meanwhile, each reading` +
+          ` the host's processes for ${(d("xsplice_scan_seconds_total") / Math.max(1, c1["xsplice_scans_total"]! - c0["xsplice_scans_total"]!)).toFixed(1)} ms`,
       });
     } finally {
       await agent.stop();
     }
 
+    // `XSPLICE_BENCH_AGENT=starts`: only the start-up latency (the part tuned most often).
+    if (process.env.XSPLICE_BENCH_AGENT === "starts") return rows;
     await startTargets(exe, PROCESSES, targets);
     const singles: number[] = [];
     for (const t of targets.slice(0, SINGLE)) {

@@ -36,6 +36,9 @@ import { libraryMappings } from "./library-targets.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { type DirPayload, managedBase, readPayloadDir } from "./payload-dir.ts";
 
+/** Processes a scan looks at between two turns of the event loop. */
+const SCAN_SLICE = 16;
+
 /** Options of the agent. */
 export interface AgentOptions {
   dir: string;
@@ -195,16 +198,24 @@ export class Agent {
     const t0 = performance.now();
     this.metrics.parked++;
     this.metrics.parkSeconds += parkedMs / 1000;
-    try {
-      const maps = parseMaps(readFileSync(`/proc/${pid}/maps`, "utf8"));
-      const wanted = this.payloads.filter((p) => findMappedBuildId(pid, maps, p.target, this.cache));
-      await this.converge(pid, comm, wanted);
-    } catch (err) {
-      this.log(`new process ${pid}: ${(err as Error).message}`);
-    } finally {
+    let released = false;
+    // The program waits for this: it is released as soon as the worker is done with it, before
+    // the audit lines and the status bookkeeping (which need nothing from it parked).
+    const release = () => {
+      if (released) return;
+      released = true;
       const msg: ToGate = { type: "release", pid };
       if (this.gate?.connected) this.gate.send(msg);
       this.metrics.holdSeconds += (performance.now() - t0) / 1000;
+    };
+    try {
+      const maps = parseMaps(readFileSync(`/proc/${pid}/maps`, "utf8"));
+      const wanted = this.payloads.filter((p) => findMappedBuildId(pid, maps, p.target, this.cache));
+      await this.converge(pid, comm, wanted, release);
+    } catch (err) {
+      this.log(`new process ${pid}: ${(err as Error).message}`);
+    } finally {
+      release();
     }
   }
 
@@ -226,11 +237,16 @@ export class Agent {
 
   private async scan(): Promise<void> {
     this.scans++;
+    const t0 = performance.now();
     this.readDirectory();
     const exclude = [...this.pool.pids(), ...(this.gate?.pid ? [this.gate.pid] : [])];
     const jobs: Promise<void>[] = [];
     const alive = new Set<number>();
+    let looked = 0;
     for (const pid of listPids(exclude)) {
+      // A scan reads every process's maps; let a parked new process (onParked) in between, so
+      // that it is not kept waiting at its entry for the rest of the host.
+      if (++looked % SCAN_SLICE === 0) await new Promise((r) => setImmediate(r));
       let text: string;
       try {
         text = readFileSync(`/proc/${pid}/maps`, "utf8");
@@ -270,6 +286,8 @@ export class Agent {
     }
     for (const pid of this.views.keys())
       if (!alive.has(pid) && !this.inFlight.has(pid)) this.views.delete(pid);
+    this.metrics.scans++;
+    this.metrics.scanSeconds += (performance.now() - t0) / 1000;
     await Promise.all(jobs);
     this.metrics.processesPatched = [...this.views.values()].filter(
       (v) => v.wanted.length > 0 && v.wanted.every((w) => v.applied.has(w.regName)),
@@ -299,20 +317,24 @@ export class Agent {
     if (found.length > 0 && this.gate?.connected) this.gate.send(msg);
   }
 
-  private async converge(pid: number, comm: string, wanted: DirPayload[]): Promise<void> {
+  /** Converge `pid` on a worker; `afterJob` runs as soon as the worker is done with the process. */
+  private async converge(
+    pid: number,
+    comm: string,
+    wanted: DirPayload[],
+    afterJob?: () => void,
+  ): Promise<void> {
     this.inFlight.add(pid);
     const view: ProcessView = this.views.get(pid) ?? { comm, wanted, failed: new Map(), applied: new Set() };
     view.wanted = wanted;
     this.views.set(pid, view);
     try {
       const w: WantedPayload[] = wanted.map((p) => ({ regName: p.regName, base: p.name, bytes: p.bytes }));
-      const out = await this.pool.run({
-        op: "converge",
-        pid,
-        wanted: w,
-        policy: this.opts.policy,
-        ...this.opts.timing,
-      });
+      const out = await this.pool.run(
+        { op: "converge", pid, wanted: w, policy: this.opts.policy, ...this.opts.timing },
+        { urgent: afterJob !== undefined },
+      );
+      afterJob?.();
       const steps: ConvergeStep[] = out.steps ?? [];
       if (!out.ok && steps.length === 0) {
         for (const p of wanted) view.failed.set(p.regName, `${out.error}: ${out.message}`);

@@ -67,10 +67,14 @@ export class WorkerPool {
   /** A pool of at most `size` workers. */
   constructor(readonly size: number) {}
 
-  /** Run `job` on a worker; never rejects (a dead worker fails the job with `EIO`). */
-  run(job: Job): Promise<JobOutcome> {
+  /**
+   * Run `job` on a worker; never rejects (a dead worker fails the job with `EIO`). An `urgent`
+   * job (a new process waiting at its entry point) goes before every queued one.
+   */
+  run(job: Job, opts: { urgent?: boolean } = {}): Promise<JobOutcome> {
     return new Promise((resolve) => {
-      this.queue.push({ job, resolve });
+      if (opts.urgent) this.queue.unshift({ job, resolve });
+      else this.queue.push({ job, resolve });
       this.pump();
     });
   }

@@ -30,6 +30,7 @@ import { whenParentGone } from "./child-entry.ts";
 import { commOf } from "./discover.ts";
 import { LibraryGate, type LibraryGateEvent, type LibraryMark } from "./library-gate.ts";
 import { ExecParker, type Parked } from "./start-held.ts";
+import { TraceeWake } from "./tracee-wake.ts";
 
 /** Messages the agent sends the gate. */
 export type ToGate =
@@ -134,11 +135,10 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
   let targets = new Set<string>();
   const parked = new Map<number, Parked>();
   const parking = new Map<number, { parker: ExecParker; t0: number; id: string }>();
-  let polling = false;
   // Parking is driven from the event loop, never by blocking: inside the same execve the kernel
-  // opens the program's dynamic linker, whose permission event this gate must answer too.
-  const pollParking = () => {
-    polling = false;
+  // opens the program's dynamic linker, whose permission event this gate must answer too. It
+  // polls on SIGCHLD (tracee-wake.ts), not in a spin that would take a core from the parked.
+  const pollParking = (): boolean => {
     for (const [pid, p] of parking) {
       try {
         const done = p.parker.poll();
@@ -169,11 +169,9 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
         });
       }
     }
-    if (parking.size > 0 && !polling) {
-      polling = true;
-      setImmediate(pollParking);
-    }
+    return parking.size > 0;
   };
+  const wake = new TraceeWake(pollParking);
   const cache = createBuildIdCache(1024);
   let libraries: LibraryGate | undefined;
   try {
@@ -210,10 +208,7 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
       const t0 = performance.now();
       const track = (parker: ExecParker) => {
         parking.set(parker.pid, { parker, t0: performance.now(), id: id! });
-        if (!polling) {
-          polling = true;
-          setImmediate(pollParking);
-        }
+        wake.schedule();
       };
       const parker = new ExecParker(
         pid,
@@ -224,10 +219,7 @@ export function runGate(mounts: readonly string[] = gatedMounts()): void {
         track,
       );
       parking.set(pid, { parker, t0, id });
-      if (!polling) {
-        polling = true;
-        setImmediate(pollParking);
-      }
+      wake.schedule();
     } catch (err) {
       send({
         type: "error",

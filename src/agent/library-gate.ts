@@ -29,6 +29,7 @@ import { commOf } from "./discover.ts";
 import { dynamicLinkerOf, inLinkerCode } from "./dynamic-linker.ts";
 import { devString, LibraryParker } from "./library-parker.ts";
 import type { Parked } from "./start-held.ts";
+import { TraceeWake } from "./tracee-wake.ts";
 
 /**
  * A library target as the agent tells the gate about it: mapped in a running
@@ -94,7 +95,7 @@ export class LibraryGate {
   private readonly parking = new Map<number, { parker: LibraryParker; t0: number; id: string }>();
   private readonly parked = new Map<number, Parked>();
   private readonly cache = createBuildIdCache(256);
-  private polling = false;
+  private readonly wake = new TraceeWake(() => this.poll());
 
   constructor(
     private readonly send: (m: LibraryGateEvent) => void,
@@ -261,13 +262,11 @@ export class LibraryGate {
   }
 
   private schedule(): void {
-    if (this.polling || this.parking.size === 0) return;
-    this.polling = true;
-    setImmediate(() => this.poll());
+    if (this.parking.size > 0) this.wake.schedule();
   }
 
-  private poll(): void {
-    this.polling = false;
+  /** Read what every tracee being parked reported; whether any is still being parked. */
+  private poll(): boolean {
     for (const [pid, p] of this.parking) {
       try {
         if (performance.now() - p.t0 > PARK_DEADLINE_MS) p.parker.abandon();
@@ -295,7 +294,7 @@ export class LibraryGate {
         this.send({ type: "error", pid, message: message(err) });
       }
     }
-    this.schedule();
+    return this.parking.size > 0;
   }
 
   private loop(): void {

@@ -20,6 +20,9 @@ export class AgentMetrics {
   parkSeconds = 0;
   /** Of the parked starts: seconds from parked to the release sent (converging it), summed. */
   holdSeconds = 0;
+  /** Scans of every process, and the seconds they spent reading maps and registries (not converging). */
+  scans = 0;
+  scanSeconds = 0;
   private readonly counts = LATENCY_BUCKETS.map(() => 0);
   private sum = 0;
   private n = 0;
@@ -61,6 +64,12 @@ export class AgentMetrics {
       "# HELP xsplice_start_hold_seconds_total Time new processes were held parked while the agent converged them.",
       "# TYPE xsplice_start_hold_seconds_total counter",
       `xsplice_start_hold_seconds_total ${this.holdSeconds}`,
+      "# HELP xsplice_scans_total Scans of every process on the host.",
+      "# TYPE xsplice_scans_total counter",
+      `xsplice_scans_total ${this.scans}`,
+      "# HELP xsplice_scan_seconds_total Time scans spent reading processes' maps and registries (convergence not included).",
+      "# TYPE xsplice_scan_seconds_total counter",
+      `xsplice_scan_seconds_total ${this.scanSeconds}`,
       "# HELP xsplice_apply_seconds Time to bring one process up to date.",
       "# TYPE xsplice_apply_seconds histogram",
       ...LATENCY_BUCKETS.map((b, i) => `xsplice_apply_seconds_bucket{le="${b}"} ${this.counts[i]}`),
