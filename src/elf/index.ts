@@ -1,6 +1,7 @@
 /** The ELF toolkit: constants, a zero-copy bounds-checked ELF64 reader, and a relocatable-object writer. */
 export * from "./defs.ts";
 export * from "./file.ts";
+export * from "./head.ts";
 export * from "./header.ts";
 export * from "./indices.ts";
 export * from "./note.ts";
