@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// Builds dist/ from src/: `dist/cli.js`, the command line as one ES module, and
+// Builds dist/ from src/: `dist/cli.cjs`, the command line as one script, and
 // `dist/index.js` + `dist/types/` (declarations), the library. Run by `npm ci`
 // (the `prepare` script), by `npm test` before the tests and by `npm run build`.
 // One bundle so that a start reads and compiles one file instead of resolving
 // a hundred; koffi stays outside it (a native addon, loaded only on first use).
+// The command line is a CommonJS script rather than an ES module because Node 20
+// can keep V8's compiled code of a script (bin/xsplice.js, `vm.Script` cachedData)
+// and has no such cache for modules; `import.meta.url` is its file's URL there too.
 // `--no-types` skips the declarations (the tests, the demo and the CLI do not need
 // them), so that a run after an edit of src/ never meets a stale bundle.
 import { spawnSync } from "node:child_process";
@@ -58,9 +61,26 @@ const common = {
 await Promise.all([
   build({
     ...common,
+    entryPoints: { cli: "src/cli/main.ts" },
+    outdir: dist,
+    outExtension: { ".js": ".cjs" },
+    format: "cjs",
+    define: {
+      "import.meta.url": "__xsplice_import_meta_url",
+      "import.meta.resolve": "__xsplice_import_meta_resolve",
+    },
+    banner: {
+      js: [
+        '"use strict";', // first, so that the script is strict as the ES modules it was made of
+        'var __xsplice_import_meta_url = require("node:url").pathToFileURL(__filename).href;',
+        'var __xsplice_import_meta_resolve = (s) => require("node:url").pathToFileURL(require.resolve(s)).href;',
+      ].join("\n"),
+    },
+  }),
+  build({
+    ...common,
     // The agent's child processes (src/agent/child-entry.ts) start from bundles of their own.
     entryPoints: {
-      cli: "src/cli/main.ts",
       "agent-worker": "src/agent/_worker.ts",
       "agent-gate": "src/agent/_gate-main.ts",
     },
@@ -68,6 +88,10 @@ await Promise.all([
   }),
   build({ ...common, entryPoints: { index: "src/index.ts" }, outdir: dist }),
 ]);
+// Compiled code bin/xsplice.js kept for the previous bundle (V8 would reject it anyway).
+rmSync(join(root, "node_modules", ".cache", "xsplice"), { recursive: true, force: true });
+rmSync(join(dist, "cli.js"), { force: true });
+rmSync(join(dist, "cli.js.map"), { force: true });
 if (types) {
   rmSync(join(dist, "types"), { recursive: true, force: true });
   const tsc = join(root, "node_modules", "typescript", "bin", "tsc");

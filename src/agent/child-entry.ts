@@ -2,7 +2,7 @@
  * Where the agent's child processes (the exec gate, the fan-out workers) start
  * from. From the sources (tests, `tsx`) a child is the TypeScript file beside
  * this one, run through tsx's loader; from the compiled package it is the
- * bundle `scripts/build.mjs` writes beside `dist/cli.js`, run by plain Node —
+ * bundle `scripts/build.mjs` writes beside `dist/cli.cjs`, run by plain Node —
  * tsx is a development tool and is not installed with the package.
  */
 import type { ForkOptions } from "node:child_process";

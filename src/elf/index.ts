@@ -2,6 +2,7 @@
 export * from "./defs.ts";
 export * from "./dynamic.ts";
 export * from "./file.ts";
+export * from "./head.ts";
 export * from "./header.ts";
 export * from "./indices.ts";
 export * from "./note.ts";

@@ -122,7 +122,11 @@ export function parseSymbols(ctx: SymbolContext, table: Section): ElfSymbol[] {
   for (let i = 0; i < count; i++) {
     const at = table.offset + i * symSize;
     const raw = ctx.codec.readSym(ctx.dv, at);
-    const name = raw.name === 0 ? "" : strtab.get(raw.name, `symbol ${i} st_name`, at);
+    // The label names the entry only in the out-of-bounds error: not built for the others.
+    const name =
+      raw.name === 0
+        ? ""
+        : strtab.get(raw.name, raw.name < strtab.size ? "st_name" : `symbol ${i} st_name`, at);
     let section: SymbolSection;
     const shndx = raw.shndx;
     if (shndx === SHN.UNDEF) section = UNDEFINED;

@@ -11,15 +11,21 @@
  * (the target controls that name: issue #11 item 7), except, for a caller
  * without the right to map_files, a path that names the mapped inode itself.
  * Only regular files are read, and none above `MAX_OBJECT_FILE_SIZE` (issue
- * #11 item 10). A caller may pass a bounded cache (`XspliceContext.objectFiles`)
- * to keep parsed files per (device, inode, mtime, size): libc alone is 2 MB and
- * its symbol tables take time to index; without one nothing is kept.
+ * #11 item 10). Listing an object reads only its head (ELF header, program
+ * headers, build-id notes); the whole file, and its separate debug file, are
+ * read when something first needs its sections (symbols, CFI): an upload needs
+ * those of the target alone, and libc with its debug file is 6 MB. A caller
+ * may pass a bounded cache (`XspliceContext.objectFiles`) to keep parsed files
+ * per (device, inode, mtime, size): libc's symbol tables take time to index;
+ * without one nothing is kept.
  */
 import { closeSync, existsSync, statSync } from "node:fs";
 import type { BoundedCache } from "../bounded-cache.ts";
 import { ET, PT, SHT, STB, STT, STV } from "../elf/defs.ts";
 import { EhFrame } from "../elf/eh-frame.ts";
 import { type ElfFile, readElf } from "../elf/file.ts";
+import { readElfHead } from "../elf/head.ts";
+import type { ProgramHeader } from "../elf/segment.ts";
 import type { ElfSymbol } from "../elf/symbol.ts";
 import { XspliceError } from "../errors.ts";
 import { hex } from "../hex.ts";
@@ -77,12 +83,18 @@ export interface MappedObject {
   end: bigint;
   /** Its lines of `/proc/PID/maps`. */
   mappings: Mapping[];
-  /** The parsed ELF file (from disk, map_files, or the process memory for the vDSO). */
-  elf: ElfFile;
-  /** The separate debug file whose `.symtab` is used, when the object has none of its own. */
-  debugFile?: string;
+  /** Its program headers (known without reading the whole file). */
+  programHeaders: ProgramHeader[];
+  /**
+   * The parsed ELF file (from map_files, or the process memory for the vDSO), read on
+   * first use: `ENOENT` when the mapping is gone or its file changed since the listing,
+   * `EINVAL` when its section table is malformed.
+   */
+  readonly elf: ElfFile;
+  /** The separate debug file whose `.symtab` is used, when the object has none of its own (read with `elf`). */
+  readonly debugFile?: string;
   /** That debug file, parsed. */
-  debugElf?: ElfFile;
+  readonly debugElf?: ElfFile;
   /** Position in the dynamic linker's `link_map` list (load order), when known. */
   loadIndex: number;
   /** True when `addr` is inside one of the object's mappings. */
@@ -124,14 +136,25 @@ export interface MappedObjectsOptions {
  */
 export const MAX_OBJECT_FILE_SIZE = 512 * 1024 * 1024;
 
-/** A file read and parsed once, with its symbol index built on first use. */
+/** A mapped file as listed (its head), with the whole file and its symbol index added on first use. */
 export interface ObjectFile {
-  elf: ElfFile;
+  /** `dev:ino`, to tell the executable. */
   statKey: string;
-  debugFile?: string;
-  debugElf?: ElfFile;
+  /** `dev:ino:mtime:size`: the file a later read must find again. */
+  key: string;
+  programHeaders: ProgramHeader[];
+  buildId: string | undefined;
+  /** Read on first use. */
+  loaded?: LoadedFile;
   /** Built on first lookup. */
   index?: SymbolIndex;
+}
+
+/** The whole file, parsed, and the separate debug file used for its `.symtab`. */
+interface LoadedFile {
+  elf: ElfFile;
+  debugFile?: string;
+  debugElf?: ElfFile;
 }
 
 /** Parsed object files by (device, inode, mtime, size). */
@@ -174,9 +197,10 @@ export function mappedObjects(pid: number, options: MappedObjectsOptions = {}): 
       const file = openObjectFile(pid, head, debugRoot, files, options.refused);
       if (!file) continue;
       const kind: ObjectKind = file.statKey === exeKey ? "executable" : "library";
-      const mine = ownMappings(group, head, file.elf);
+      const mine = ownMappings(group, head, file.programHeaders);
+      const load = () => loadObjectFile(pid, head, file, debugRoot);
       objects.push(
-        makeObject(head.path, kind, head.deleted, file.elf, bias(file.elf, head.start), mine, file),
+        makeObject(head.path, kind, head.deleted, file, load, bias(file.programHeaders, head.start), mine),
       );
     }
   }
@@ -185,7 +209,16 @@ export function mappedObjects(pid: number, options: MappedObjectsOptions = {}): 
     try {
       const bytes = read(vdsoMap.start, Number(vdsoMap.end - vdsoMap.start));
       const elf = readElf(bytes);
-      objects.push(makeObject("[vdso]", "vdso", false, elf, bias(elf, vdsoMap.start), [vdsoMap], undefined));
+      // Read from memory, small, and never cached (its key would be the process's).
+      const file: ObjectFile = {
+        statKey: "[vdso]",
+        key: "[vdso]",
+        programHeaders: elf.programHeaders,
+        buildId: safeBuildId(elf),
+        loaded: { elf },
+      };
+      const b = bias(elf.programHeaders, vdsoMap.start);
+      objects.push(makeObject("[vdso]", "vdso", false, file, () => file.loaded!, b, [vdsoMap]));
     } catch (err) {
       if (!(err instanceof XspliceError) || err.errno === "ESRCH") throw err;
       // An unreadable vDSO only costs stack walks through it their CFI; the scan still covers them.
@@ -259,7 +292,7 @@ function openObjectFile(
     const st = opened.stat;
     if (BigInt(st.ino) !== head.inode) return undefined; // map_files of a mapping that changed meanwhile
     const statKey = `${st.dev}:${st.ino}`;
-    const key = `${statKey}:${st.mtimeMs}:${st.size}`;
+    const key = fileKey(st);
     const cached = cache.get(key);
     if (cached) return cached;
     if (st.size < 64 || !hasElfMagic(readOpened(opened, 4, head.path))) return undefined;
@@ -269,29 +302,60 @@ function openObjectFile(
       );
       return undefined;
     }
-    let elf: ElfFile;
+    let entry: ObjectFile;
     try {
-      elf = readElf(readOpened(opened, st.size, head.path));
+      const h = readElfHead((offset, length) => readOpened(opened, length, head.path, offset), st.size);
+      if (h.header.type !== ET.DYN && h.header.type !== ET.EXEC) return undefined;
+      const buildId = h.buildId && Buffer.from(h.buildId).toString("hex");
+      entry = { statKey, key, programHeaders: h.programHeaders, buildId };
+      if (buildId === undefined) {
+        // No id in a note segment: only the section table can tell (SPEC §2 target checks).
+        entry.loaded = withDebugFile(readElf(readOpened(opened, st.size, head.path)), debugRoot);
+        entry.buildId = safeBuildId(entry.loaded.elf);
+      }
     } catch (err) {
       if (err instanceof XspliceError) return undefined; // an ELF we cannot read is not a patch target
       throw err;
-    }
-    if (elf.header.type !== ET.DYN && elf.header.type !== ET.EXEC) return undefined;
-    const entry: ObjectFile = { elf, statKey };
-    if (!elf.symbolTable()) {
-      const id = safeBuildId(elf);
-      const debug = id && `${debugRoot}/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`;
-      const debugElf = debug ? readDebugFile(debug) : undefined;
-      if (debug && debugElf && safeBuildId(debugElf) === id && debugElf.symbolTable()) {
-        entry.debugElf = debugElf;
-        entry.debugFile = debug;
-      }
     }
     cache.set(key, entry);
     return entry;
   } finally {
     closeSync(opened.fd);
   }
+}
+
+function fileKey(st: { dev: number; ino: number; mtimeMs: number; size: number }): string {
+  return `${st.dev}:${st.ino}:${st.mtimeMs}:${st.size}`;
+}
+
+/**
+ * The whole file of a listed object, read once (kept on `file`, so in the caller's cache):
+ * through the same map_files entry, which must still be the file that was listed.
+ */
+function loadObjectFile(pid: number, head: Mapping, file: ObjectFile, debugRoot: string): LoadedFile {
+  if (file.loaded) return file.loaded;
+  const what = `object ${JSON.stringify(head.path)} (mapped at ${hex(head.start)})`;
+  const opened = openMapped(pid, head);
+  if (!opened) throw new XspliceError("ENOENT", `${what} is no longer mapped in process ${pid}`, { pid });
+  try {
+    if (fileKey(opened.stat) !== file.key)
+      throw new XspliceError("ENOENT", `${what} changed since it was listed`, { pid });
+    file.loaded = withDebugFile(readElf(readOpened(opened, opened.stat.size, head.path)), debugRoot);
+    return file.loaded;
+  } finally {
+    closeSync(opened.fd);
+  }
+}
+
+/** The file, with the separate debug file of its build-id when it has no `.symtab` of its own. */
+function withDebugFile(elf: ElfFile, debugRoot: string): LoadedFile {
+  if (elf.symbolTable()) return { elf };
+  const id = safeBuildId(elf);
+  const debug = id && `${debugRoot}/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`;
+  const debugElf = debug ? readDebugFile(debug) : undefined;
+  if (debug && debugElf && safeBuildId(debugElf) === id && debugElf.symbolTable())
+    return { elf, debugElf, debugFile: debug };
+  return { elf };
 }
 
 /** A separate debug file (its name is hex from the build-id, under the debug root), bounded like objects. */
@@ -324,51 +388,63 @@ function safeBuildId(elf: ElfFile): string | undefined {
 }
 
 /** The PT_LOAD segments sorted by address. */
-function loads(elf: ElfFile) {
-  return elf.programHeaders.filter((p) => p.type === PT.LOAD).sort((a, b) => (a.vaddr < b.vaddr ? -1 : 1));
+function loads(phs: readonly ProgramHeader[]) {
+  return phs.filter((p) => p.type === PT.LOAD).sort((a, b) => (a.vaddr < b.vaddr ? -1 : 1));
 }
 
 /**
  * Load bias from the mapping of file offset 0: the kernel (or ld.so) maps the
  * lowest PT_LOAD, which contains file offset 0, at its page-aligned vaddr plus the bias.
  */
-function bias(elf: ElfFile, headStart: bigint): bigint {
-  const first = loads(elf).find((p) => p.offset === 0) ?? loads(elf)[0];
+function bias(phs: readonly ProgramHeader[], headStart: bigint): bigint {
+  const first = loads(phs).find((p) => p.offset === 0) ?? loads(phs)[0];
   const page = 4096n;
   const vaddr = first ? first.vaddr - BigInt(first.offset) : 0n;
   return headStart - (vaddr & ~(page - 1n));
 }
 
 /** The mappings of `group` that belong to the object starting at `head`: within its PT_LOAD span. */
-function ownMappings(group: Mapping[], head: Mapping, elf: ElfFile): Mapping[] {
-  const segs = loads(elf);
+function ownMappings(group: Mapping[], head: Mapping, phs: readonly ProgramHeader[]): Mapping[] {
+  const segs = loads(phs);
   const last = segs[segs.length - 1];
-  const b = bias(elf, head.start);
+  const b = bias(phs, head.start);
   const end = last ? b + last.vaddr + last.memsz : head.end;
   return group.filter((m) => m.start >= head.start && m.start < end);
+}
+
+/** Whether a failure to read an object's whole file leaves it without symbols and CFI (else it is a bug). */
+function unreadable(err: unknown): boolean {
+  return err instanceof XspliceError && err.errno !== "ESRCH";
 }
 
 function makeObject(
   path: string,
   kind: ObjectKind,
   deleted: boolean,
-  elf: ElfFile,
+  file: ObjectFile,
+  load: () => LoadedFile,
   loadBias: bigint,
   mappings: Mapping[],
-  file: ObjectFile | undefined,
 ): MappedObject {
   const sorted = [...mappings].sort((a, b) => (a.start < b.start ? -1 : 1));
   let eh: EhFrame | null | undefined;
-  let vdsoIndex: SymbolIndex | undefined;
   const index = (): SymbolIndex => {
-    if (file) {
-      if (!file.index) file.index = new SymbolIndex(elf, file.debugElf);
-      return file.index;
+    if (!file.index) {
+      let loaded: LoadedFile | undefined;
+      try {
+        loaded = load();
+      } catch (err) {
+        // An object whose file cannot be read again (unmapped meanwhile, malformed sections)
+        // has no symbols to offer: lookups go on to the other objects, as when it was skipped.
+        if (!unreadable(err)) throw err;
+      }
+      file.index = loaded
+        ? new SymbolIndex(loaded.elf, loaded.debugElf)
+        : new SymbolIndex(undefined, undefined);
     }
-    if (!vdsoIndex) vdsoIndex = new SymbolIndex(elf, undefined);
-    return vdsoIndex;
+    return file.index;
   };
-  const tlsBlock = kind === "executable" ? executableTlsOffset(elf) : undefined;
+  const tlsBlock = kind === "executable" ? executableTlsOffset(file.programHeaders) : undefined;
   const bind = (s: IndexedSymbol | undefined): ObjectSymbol | undefined => {
     if (!s) return undefined;
     if (s.type !== STT.TLS) return { ...s, address: s.value + loadBias };
@@ -381,11 +457,20 @@ function makeObject(
     kind,
     deleted,
     bias: loadBias,
-    buildId: safeBuildId(elf),
+    buildId: file.buildId,
     start: sorted[0]?.start ?? 0n,
     end: sorted[sorted.length - 1]?.end ?? 0n, // mappings never overlap
     mappings: sorted,
-    elf,
+    programHeaders: file.programHeaders,
+    get elf() {
+      return load().elf;
+    },
+    get debugFile() {
+      return load().debugFile;
+    },
+    get debugElf() {
+      return load().debugElf;
+    },
     loadIndex: Number.MAX_SAFE_INTEGER,
     contains: (addr) => mappingAt(sorted, addr) !== undefined,
     resolve(name) {
@@ -404,12 +489,17 @@ function makeObject(
       return s && { symbol: bind(s)!, offset: addr - loadBias - s.value };
     },
     ehFrame() {
-      if (eh === undefined) eh = loadEhFrame(elf) ?? null;
+      if (eh === undefined) {
+        try {
+          eh = loadEhFrame(load().elf) ?? null;
+        } catch (err) {
+          if (!unreadable(err)) throw err;
+          eh = null; // stack walks through it rely on the scan, as for an object without CFI
+        }
+      }
       return eh ?? undefined;
     },
   };
-  if (file?.debugFile) obj.debugFile = file.debugFile;
-  if (file?.debugElf) obj.debugElf = file.debugElf;
   return obj;
 }
 
@@ -419,8 +509,8 @@ function makeObject(
  * `roundup(memsz - firstbyte, align) + firstbyte` below, with firstbyte the
  * misalignment of the segment's address (elf/dl-tls.c, TLS_TCB_AT_TP).
  */
-function executableTlsOffset(elf: ElfFile): bigint | undefined {
-  const tls = elf.programHeaders.find((p) => p.type === PT.TLS);
+function executableTlsOffset(phs: readonly ProgramHeader[]): bigint | undefined {
+  const tls = phs.find((p) => p.type === PT.TLS);
   if (!tls || tls.memsz === 0n) return undefined;
   const align = tls.align > 0n ? tls.align : 1n;
   const firstbyte = -tls.vaddr & (align - 1n);
@@ -449,10 +539,11 @@ class SymbolIndex {
   private readonly exported = new Map<string, IndexedSymbol>();
   private readonly byAddress: IndexedSymbol[];
 
-  constructor(elf: ElfFile, debug: ElfFile | undefined) {
-    const symtabOwner = elf.symbolTable() ? elf : debug;
+  /** `elf` undefined: an object whose file could not be read, without symbols. */
+  constructor(elf: ElfFile | undefined, debug: ElfFile | undefined) {
+    const symtabOwner = elf?.symbolTable() ? elf : debug;
     const table = symtabOwner ? symtabOwner.symbols() : [];
-    const dyn = dynamicSymbols(elf);
+    const dyn = elf ? dynamicSymbols(elf) : new Map<string, IndexedSymbol>();
     let file: string | undefined;
     const all: IndexedSymbol[] = [];
     for (const s of table) {
@@ -595,7 +686,7 @@ function linkMapBiases(
   read: (a: bigint, n: number) => Uint8Array,
 ): { bias: bigint; dynamic?: bigint }[] {
   try {
-    const dynPh = exe.elf.programHeaders.find((p) => p.type === PT.DYNAMIC);
+    const dynPh = exe.programHeaders.find((p) => p.type === PT.DYNAMIC);
     if (!dynPh) return [];
     const dynAddr = dynPh.vaddr + exe.bias;
     const dyn = read(dynAddr, Number(dynPh.memsz));

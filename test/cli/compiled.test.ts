@@ -63,7 +63,7 @@ describe("the packed CLI, run without tsx", () => {
     mkdirSync(join(pkg, "node_modules"));
     symlinkSync(join(ROOT, "node_modules", "koffi"), join(pkg, "node_modules", "koffi"));
     // The premise of every test below: tsx cannot be resolved from the package.
-    assert.throws(() => createRequire(join(pkg, "dist", "cli.js")).resolve("tsx"), /Cannot find module/);
+    assert.throws(() => createRequire(join(pkg, "dist", "cli.cjs")).resolve("tsx"), /Cannot find module/);
     mkdirSync(join(tmp.dir, "ld"));
     exe = actionsTarget(true);
   });
