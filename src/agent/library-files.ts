@@ -10,7 +10,7 @@
  * vouches for) and from this fixed list, never from a target process; a file
  * is taken only if it is a regular ELF file whose build-id is the target's.
  */
-import { closeSync } from "node:fs";
+import { closeSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { openRegularFile } from "../regular-file.ts";
 import { type BuildIdCache, buildIdOfFd } from "./build-id.ts";
@@ -64,6 +64,15 @@ export function findLibraryFiles(
   const out: { key: string; mark: LibraryMark }[] = [];
   const seen = new Set<string>();
   for (const path of candidatePaths(h, dirs)) {
+    // A stat first: a file marked already is not opened again (each open of a marked inode is a
+    // permission event the gate must answer, and this runs at every read of the directory).
+    let before: ReturnType<typeof statSync> | undefined;
+    try {
+      before = statSync(path);
+    } catch {
+      continue;
+    }
+    if (known.has(`${devString(BigInt(before.dev))}:${before.ino}`)) continue;
     let opened: ReturnType<typeof openRegularFile>;
     try {
       opened = openRegularFile(path, path);
